@@ -1,0 +1,240 @@
+"""collect: run envs with a policy and write one row per env step into Parquet shards.
+
+The unit of collection is the episode; shard i of iteration k holds `episodes_per_shard` episodes
+whose env seeds derive from (run seed, k, i). A shard is written whole or not at all, so a rerun
+after a crash regenerates exactly the missing shards, and the same seed gives the same shards.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vlmagent import prompts
+from vlmagent.config import Config, config_dict
+from vlmagent.envs import make_env
+from vlmagent.shards import (
+    ROLLOUT_SCHEMA,
+    finished_shards,
+    read_manifest,
+    shard_entry,
+    shard_path,
+    to_table,
+    write_manifest,
+    write_shard,
+)
+
+
+@dataclass
+class Completion:
+    """What a policy wrote for one env step, exactly as generated."""
+
+    response: str
+    prompt: str = ""
+    prompt_token_ids: list[int] = field(default_factory=list)
+    response_token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    action_token_start: int = 0
+
+
+# An actor answers a batch of env steps: (envs, observations, prompt texts, rng) -> completions.
+Actor = Callable[[list[gym.Env], list[np.ndarray], list[str], np.random.Generator], list[Completion]]
+
+
+def oracle_actor(env_name: str, cot: bool) -> Actor:
+    def act(envs, observations, prompt_texts, rng):
+        return [Completion(prompts.oracle_response(env_name, e, cot), p) for e, p in zip(envs, prompt_texts)]
+
+    return act
+
+
+def random_actor() -> Actor:
+    def act(envs, observations, prompt_texts, rng):
+        out = []
+        for e, p in zip(envs, prompt_texts):
+            actions = e.unwrapped.actions
+            out.append(Completion(json.dumps({"action": actions[int(rng.integers(len(actions)))]}), p))
+        return out
+
+    return act
+
+
+def episode_seeds(seed: int, iteration: int, shard: int, n: int) -> tuple[list[int], int]:
+    """Env seeds of a shard's episodes and its sampling seed, from (run seed, iteration, shard) only."""
+    state = np.random.SeedSequence([seed, iteration, shard]).generate_state(n + 1, dtype=np.uint32)
+    return [int(s) for s in state[:n]], int(state[n])
+
+
+def png_bytes(obs: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(obs).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def shard_indices(episodes: int, per_shard: int) -> list[tuple[int, int]]:
+    """(shard index, episodes in it) covering `episodes`."""
+    return [
+        (i, min(per_shard, episodes - i * per_shard)) for i in range((episodes + per_shard - 1) // per_shard)
+    ]
+
+
+def run_episodes(
+    cfg: Config,
+    actor: Actor,
+    env_seeds: list[int],
+    sample_seed: int,
+    meta: dict[str, Any],
+    on_step: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Play one episode per seed, `cfg.num_envs` at a time, one batched actor call per step."""
+    rng = np.random.default_rng(sample_seed)
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(env_seeds), cfg.num_envs):
+        seeds = env_seeds[start : start + cfg.num_envs]
+        envs = [make_env(cfg.env, image_size=cfg.image_size) for _ in seeds]
+        obs = [e.reset(seed=s)[0] for e, s in zip(envs, seeds)]
+        steps = [0] * len(envs)
+        live = list(range(len(envs)))
+        while live:
+            texts = [prompts.build_prompt(cfg.env, cfg.cot, envs[j].unwrapped.state_text()) for j in live]
+            completions = actor([envs[j] for j in live], [obs[j] for j in live], texts, rng)
+            still = []
+            for j, text, c in zip(live, texts, completions, strict=True):
+                env = envs[j]
+                legal = list(env.unwrapped.actions)
+                action, ok = prompts.parse(legal, c.response)
+                penalty = 0.0
+                if not ok:
+                    # The paper steps a random legal action; the penalty mode punishes the format instead.
+                    action = legal[int(rng.integers(len(legal)))]
+                    penalty = cfg.parse_penalty if cfg.parse_failure == "penalty" else 0.0
+                image = png_bytes(obs[j])
+                next_obs, reward, terminated, truncated, info = env.step(legal.index(action))
+                rows.append(
+                    {
+                        **meta,
+                        "episode_id": f"{meta['iteration']:06d}-{meta['shard']:05d}-{start + j:04d}",
+                        "step": steps[j],
+                        "env_seed": seeds[j],
+                        "image": image,
+                        "prompt": c.prompt or text,
+                        "prompt_token_ids": c.prompt_token_ids,
+                        "response_token_ids": c.response_token_ids,
+                        "response": c.response,
+                        "behavior_logprobs": c.logprobs,
+                        "action_token_start": c.action_token_start,
+                        "action": action if ok else None,
+                        "parse_ok": ok,
+                        "reward": float(reward) + penalty,
+                        "terminated": bool(terminated),
+                        "truncated": bool(truncated),
+                        "info": json.dumps(info, sort_keys=True, default=str),
+                    }
+                )
+                steps[j] += 1
+                obs[j] = next_obs
+                if on_step is not None:
+                    on_step(len(c.response_token_ids), int(terminated or truncated))
+                if not (terminated or truncated):
+                    still.append(j)
+            live = still
+        for e in envs:
+            e.close()
+    return rows
+
+
+def episode_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Success is the paper's: an episode whose return is > 0."""
+    returns: dict[str, float] = {}
+    for r in rows:
+        returns[r["episode_id"]] = returns.get(r["episode_id"], 0.0) + r["reward"]
+    n = max(len(returns), 1)
+    steps = max(len(rows), 1)
+    return {
+        "episodes": len(returns),
+        "steps": len(rows),
+        "success_rate": sum(v > 0 for v in returns.values()) / n,
+        "mean_return": sum(returns.values()) / n,
+        "parse_failure_rate": sum(not r["parse_ok"] for r in rows) / steps,
+        "mean_response_tokens": sum(len(r["response_token_ids"]) for r in rows) / steps,
+    }
+
+
+def run(
+    cfg: Config,
+    out: Path,
+    actor: Actor,
+    policy_version: str,
+    iteration: int = 0,
+    seed: int | None = None,
+    worker: tuple[int, int] = (0, 1),
+    stage: str = "collect",
+) -> dict[str, Any] | None:
+    """Collect `cfg.episodes` episodes into `out`; return the manifest, or None while shards are missing.
+
+    `worker=(i, n)` makes this process collect only shards s with s % n == i, so n workers can share an
+    iteration; whichever finds every shard present writes the MANIFEST.
+    """
+    out = Path(out)
+    manifest = read_manifest(out)
+    if manifest is not None:
+        return manifest
+    seed = cfg.seed if seed is None else seed
+    plan = shard_indices(cfg.episodes, cfg.episodes_per_shard)
+    done = finished_shards(out)
+    todo = [(s, n) for s, n in plan if s not in done and s % worker[1] == worker[0]]
+    total_eps = sum(n for _, n in todo)
+    with Progress(
+        TextColumn(f"[bold]{stage}[/] {cfg.env}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("episodes", total=total_eps, rate="")
+        counts = {"tokens": 0, "episodes": 0}
+        t0 = time.perf_counter()
+
+        def on_step(tokens: int, finished: int) -> None:
+            counts["tokens"] += tokens
+            counts["episodes"] += finished
+            dt = max(time.perf_counter() - t0, 1e-9)
+            rate = f"{counts['episodes'] / dt:.2f} ep/s {counts['tokens'] / dt:.0f} tok/s"
+            progress.update(task, advance=finished, rate=rate)
+
+        for shard, n in todo:
+            env_seeds, sample_seed = episode_seeds(seed, iteration, shard, cfg.episodes_per_shard)
+            meta = {
+                "run": cfg.run_name,
+                "env": cfg.env,
+                "iteration": iteration,
+                "shard": shard,
+                "policy_version": policy_version,
+            }
+            rows = run_episodes(cfg, actor, env_seeds[:n], sample_seed, meta, on_step)
+            write_shard(to_table(rows, ROLLOUT_SCHEMA), shard_path(out, shard))
+    done = finished_shards(out)
+    if any(s not in done for s, _ in plan):
+        return None
+    entries = [shard_entry(done[s]) for s, _ in plan]
+    write_manifest(
+        out,
+        entries,
+        stage=stage,
+        policy_version=policy_version,
+        iteration=iteration,
+        seed=seed,
+        config=config_dict(cfg),
+    )
+    return read_manifest(out)

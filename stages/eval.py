@@ -1,0 +1,35 @@
+"""eval: N seeded episodes with a policy on held-out seeds; shards plus a summary (JSON and a table)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from stages import collect
+from vlmagent.config import Config
+from vlmagent.shards import atomic_write, read_stage
+
+SUMMARY = "summary.json"
+
+
+def summarize(stage_dir: Path) -> dict[str, Any]:
+    """Per-episode success (return > 0, the paper's), mean return, parse failures, response length."""
+    df = read_stage(stage_dir)
+    rows = df.select("episode_id", "reward", "parse_ok", "response_token_ids").to_dicts()
+    return collect.episode_summary(rows)
+
+
+def run(
+    cfg: Config, out: Path, actor: collect.Actor, policy_version: str, seed: int | None = None
+) -> dict[str, Any]:
+    out = Path(out)
+    summary_path = out / SUMMARY
+    if summary_path.exists():
+        return json.loads(summary_path.read_text())
+    seed = cfg.eval_seed if seed is None else seed
+    manifest = collect.run(cfg, out, actor, policy_version, iteration=0, seed=seed, stage="eval")
+    assert manifest is not None  # a single worker collects every shard
+    summary = {"env": cfg.env, "policy_version": policy_version, "seed": seed, **summarize(out)}
+    atomic_write(summary_path, json.dumps(summary, indent=2).encode())
+    return summary

@@ -1,0 +1,114 @@
+"""One config every stage reads: `runs/<name>/run.toml`, overridden by CLI flags.
+
+Every field is declared once here with a one-line help (CleanRL style). Defaults are the paper's
+reference values where it has one (method.md), scaled for a CPU where noted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Config:
+    # what and where
+    env: str = _f("blackjack", "environment short name (numberline, ezpoints, points24, blackjack, alfworld)")
+    run_name: str = _f("", "run name (defaults to the run directory's name)")
+    policy: str = _f(
+        "", "initial policy: a checkpoint dir, an HF model dir or hub id; empty = build the tiny model"
+    )
+    seed: int = _f(0, "run seed: env seeds and sampling seeds derive from (seed, iteration, shard)")
+    # collection
+    backend: str = _f("auto", "generation backend: auto (vllm on GPU if installed, else hf), vllm or hf")
+    episodes: int = _f(64, "episodes collected per iteration")
+    episodes_per_shard: int = _f(16, "episodes per shard: the unit of restart and of --shards i/n")
+    num_envs: int = _f(16, "envs stepped side by side, one batched generate call per step")
+    cot: bool = _f(True, "ask for chain-of-thought before the action (the paper's main setting)")
+    temperature: float = _f(0.2, "sampling temperature; log-probs are taken at this temperature too")
+    max_new_tokens: int = _f(256, "max tokens generated per step")
+    image_size: int = _f(300, "env observation size in pixels (the processor resizes for the model)")
+    parse_failure: str = _f(
+        "random", "on an unparseable response: 'random' legal action (paper) or 'penalty'"
+    )
+    parse_penalty: float = _f(
+        -1.0, "reward of a step whose response did not parse, when parse_failure=penalty"
+    )
+    # score / PPO (method.md reference values)
+    gamma: float = _f(0.9, "discount over env steps")
+    gae_lambda: float = _f(0.95, "GAE lambda")
+    cot_lambda: float = _f(0.5, "scale of the CoT tokens' log-prob in the action log-prob (0.2 for ALFWorld)")
+    clip_coef: float = _f(0.1, "PPO ratio clip, also the value clip")
+    clip_vloss: bool = _f(True, "clip the value loss around the scored value")
+    vf_coef: float = _f(0.5, "value loss coefficient")
+    ent_coef: float = _f(0.0, "entropy bonus coefficient (the paper uses none)")
+    norm_adv: bool = _f(True, "normalise advantages over each update's batch")
+    update_epochs: int = _f(4, "PPO epochs over each iteration's steps")
+    minibatch_size: int = _f(4, "steps per forward/backward pass")
+    grad_accum: int = _f(4, "mini-batches per optimizer step (the paper: 1 x 128)")
+    learning_rate: float = _f(1e-5, "peak Adam learning rate")
+    min_learning_rate: float = _f(1e-9, "cosine schedule floor")
+    total_updates: int = _f(25, "updates the cosine schedule spans (the paper: 25)")
+    adam_eps: float = _f(1e-7, "Adam epsilon")
+    max_grad_norm: float = _f(0.01, "gradient norm clip")
+    target_kl: float = _f(0.0, "stop an update's epochs early when approx KL exceeds this (0 = never)")
+    logprob_chunk: int = _f(512, "response tokens per chunk in the fused log-prob")
+    lora: bool = _f(False, "train LoRA adapters (peft) instead of the full model")
+    lora_r: int = _f(8, "LoRA rank")
+    lora_alpha: int = _f(16, "LoRA alpha")
+    # eval
+    eval_every: int = _f(0, "run eval after every N-th update in `loop` (0 = only at the end)")
+    eval_episodes: int = _f(64, "episodes per eval")
+    eval_seed: int = _f(1_000_000, "eval seeds start here: held out from training seeds")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> Config:
+    """run.toml (if given and present) then non-None overrides; unknown keys are an error naming them."""
+    values: dict[str, Any] = {}
+    if path is not None and Path(path).exists():
+        with open(path, "rb") as f:
+            try:
+                values = tomllib.load(f)
+            except tomllib.TOMLDecodeError as e:
+                raise ValueError(f"{path}: {e}") from e
+        unknown = sorted(set(values) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"{path}: unknown config key(s) {', '.join(unknown)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = Config(**values)
+    for name, f in FIELDS.items():
+        v = getattr(cfg, name)
+        expected = type(f.default)
+        if expected is float and isinstance(v, int) and not isinstance(v, bool):
+            setattr(cfg, name, float(v))
+        elif not isinstance(v, expected):
+            raise ValueError(f"{path or 'config'}: {name} = {v!r} should be {expected.__name__}")
+    return cfg
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    lines = []
+    for name in FIELDS:
+        v = getattr(cfg, name)
+        lines.append(f"{name} = {json.dumps(v)}" if not isinstance(v, bool) else f"{name} = {str(v).lower()}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def config_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg: Config) -> str:
+    return hashlib.sha256(json.dumps(config_dict(cfg), sort_keys=True).encode()).hexdigest()[:12]
