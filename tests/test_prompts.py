@@ -47,8 +47,9 @@ def test_prompts(name):
         (NL, '"action": ""', None),
         (NL, '"action": ', None),  # cut off by the token limit
         (NL, "+", "+"),  # no key: the whole text
-        (NL, "I will add one: +", "+"),
-        (NL, "the reaction: -", "-"),  # "reaction" is not the key
+        (NL, "I will add one: +", None),  # no action key: a legal string in free text is not an answer
+        (NL, "the reaction: -", None),  # "reaction" is not the key
+        (NL, " + ", "+"),  # a bare exact answer is one
         (NL, '"action": "+1"', "+"),  # 1 is not a NumberLine action
         (NL, '"action": "-"\n}\nI moved - because - and +', "-"),  # only the action line counts
         (BJ, '"action": "Hit"', "hit"),

@@ -141,9 +141,10 @@ def parse(actions: Sequence[str], text: str) -> tuple[str | None, bool]:
     """The legal action a response names, as (action, True); (None, False) when it names none or several.
 
     Reads the value after the last "action" key (the whole text when there is no key). An exact,
-    case-insensitive match of the value (without quotes, braces, a trailing period...) wins; otherwise
-    the legal actions found in it as whole tokens decide, a match inside a longer match not counting.
-    Never raises.
+    case-insensitive match of the value (without quotes, braces, a trailing period...) wins; otherwise,
+    after a key only, the legal actions found in the value as whole tokens decide, a match inside a
+    longer match not counting. Without a key we accept only an exact answer: a legal string somewhere
+    in free text is not an answer (and would reward babble). Never raises.
     """
     if not isinstance(text, str) or not actions:
         return None, False
@@ -155,6 +156,8 @@ def parse(actions: Sequence[str], text: str) -> tuple[str | None, bool]:
         normalised = " ".join(candidate.lower().split())
         if normalised in legal:
             return legal[normalised], True
+    if not keys:
+        return None, False
     lowered = value.lower()
     patterns = _action_patterns(tuple(actions))
     spans = [(m.start(), -m.end(), a) for a, p in patterns for m in p.finditer(lowered)]
