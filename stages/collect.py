@@ -23,6 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vlmagent import prompts
 from vlmagent.config import Config, config_dict
 from vlmagent.envs import make_env
+from vlmagent.policy.load import chat_text
+from vlmagent.rollout import Backend, Request, token_char_offsets
 from vlmagent.shards import (
     ROLLOUT_SCHEMA,
     finished_shards,
@@ -65,6 +67,33 @@ def random_actor() -> Actor:
             actions = e.unwrapped.actions
             out.append(Completion(json.dumps({"action": actions[int(rng.integers(len(actions)))]}), p))
         return out
+
+    return act
+
+
+def model_actor(cfg: Config, backend: Backend, processor: Any) -> Actor:
+    """A VLM policy: one batched generate call per env step, images as the env rendered them."""
+
+    def act(envs, observations, prompt_texts, rng):
+        requests = []
+        for obs, text in zip(observations, prompt_texts):
+            image = Image.fromarray(obs) if obs is not None else None
+            requests.append(Request(chat_text(processor, text, image is not None), image))
+        gens = backend.generate(requests, cfg.temperature, cfg.max_new_tokens, seed=int(rng.integers(2**31)))
+        tok = processor.tokenizer
+        return [
+            Completion(
+                response=g.text,
+                prompt=r.text,
+                prompt_token_ids=g.prompt_token_ids,
+                response_token_ids=g.response_token_ids,
+                logprobs=g.logprobs,
+                action_token_start=prompts.action_token_start(
+                    g.text, token_char_offsets(tok, g.response_token_ids)
+                ),
+            )
+            for r, g in zip(requests, gens, strict=True)
+        ]
 
     return act
 

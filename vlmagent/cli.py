@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (one red line saying what), 1 a failure.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,16 @@ from rich.console import Console
 from rich.table import Table
 
 from vlmagent.config import Config, load_config, save_config
-from vlmagent.rundir import RUN_TOML, latest_ckpt, rollouts_dir
+from vlmagent.policy.checkpoint import CheckpointError
+from vlmagent.rundir import (
+    RUN_TOML,
+    ckpt_dir,
+    eval_dir,
+    latest_ckpt,
+    rollouts_dir,
+    scored_dir,
+    update_json,
+)
 from vlmagent.shards import ShardError
 
 app = typer.Typer(
@@ -37,7 +47,7 @@ class UserError(Exception):
 def cli_errors() -> Iterator[None]:
     try:
         yield
-    except (UserError, ShardError, ValueError, FileNotFoundError) as e:
+    except (UserError, ShardError, CheckpointError, ValueError, OSError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
 
@@ -68,13 +78,30 @@ def _parse_shards(spec: str) -> tuple[int, int]:
 
 
 def _make_actor(cfg: Config, policy: str) -> tuple[Any, str]:
+    """oracle, random, or a checkpoint / HF model dir / hub id served by the configured backend."""
     from stages import collect
 
     if policy == "oracle":
         return collect.oracle_actor(cfg.env, cfg.cot), "oracle"
     if policy == "random":
         return collect.random_actor(), "random"
-    raise UserError(f"--policy {policy!r}: model policies are not available yet; use oracle or random")
+    from vlmagent.rollout import make_backend
+
+    backend = make_backend(cfg.backend, policy)
+    processor = getattr(backend, "processor", None) or backend.policy.processor  # type: ignore[attr-defined]
+    return collect.model_actor(cfg, backend, processor), policy
+
+
+def _current_policy(cfg: Config, run: Path) -> tuple[int, Path]:
+    """The run's newest checkpoint; ckpt/000000 is made first from cfg.policy (or the tiny model)."""
+    from vlmagent.rundir import ensure_initial_checkpoint
+
+    k = latest_ckpt(run)
+    if k is None:
+        path = ensure_initial_checkpoint(cfg, run)
+        console.print(f"initial policy: {path} ({cfg.policy or 'tiny model from init-model'})")
+        return 0, path
+    return k, ckpt_dir(run, k)
 
 
 def _print_summary(title: str, summary: dict[str, Any]) -> None:
@@ -92,10 +119,28 @@ SeedOpt = Annotated[int | None, typer.Option(help="seed; episodes and sampling d
 CotOpt = Annotated[bool | None, typer.Option("--cot/--no-cot", help="chain-of-thought prompt or action-only")]
 
 
+@app.command("init-model")
+def init_model_cmd(
+    out: Annotated[Path, typer.Argument(help="directory to write the model to")],
+    size: Annotated[str, typer.Option(help="tiny (a few M params) or small (tens of M)")] = "tiny",
+    seed: Annotated[int, typer.Option(help="weight initialisation seed")] = 0,
+    image_size: Annotated[int, typer.Option(help="image processor size in pixels")] = 112,
+) -> None:
+    """Build a randomly initialised LLaVA-architecture model with our own tokenizer (offline)."""
+    from vlmagent.policy.tiny import SIZES, init_model
+
+    with cli_errors():
+        if size not in SIZES:
+            raise UserError(f"--size {size!r}: expected one of {', '.join(SIZES)}")
+        if out.exists():
+            raise UserError(f"{out} exists")
+        console.print(f"wrote {init_model(out, size=size, seed=seed, image_size=image_size)}")
+
+
 @app.command()
 def collect(
     env: EnvOpt = None,
-    policy: Annotated[str | None, typer.Option(help="checkpoint dir, oracle or random")] = None,
+    policy: Annotated[str | None, typer.Option(help="checkpoint dir, HF model, oracle or random")] = None,
     out: Annotated[
         Path | None, typer.Option(help="output directory (default: the run's iter/k/rollouts)")
     ] = None,
@@ -103,50 +148,210 @@ def collect(
     episodes: Annotated[int | None, typer.Option(help="episodes to collect")] = None,
     seed: SeedOpt = None,
     num_envs: Annotated[int | None, typer.Option(help="envs stepped side by side")] = None,
+    temperature: Annotated[float | None, typer.Option(help="sampling temperature")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="max tokens generated per step")] = None,
+    backend: Annotated[str | None, typer.Option(help="auto, hf or vllm")] = None,
     cot: CotOpt = None,
     shards: Annotated[str, typer.Option(help="i/n: collect only shards s with s % n == i")] = "0/1",
 ) -> None:
     """Run envs with a policy; write one Parquet row per env step."""
     from stages import collect as collect_stage
+    from stages.eval import summarize
 
     with cli_errors():
         if run is None and out is None:
             run = Path("runs") / (env or "blackjack")
-        cfg = _config(run, env=env, episodes=episodes, seed=seed, num_envs=num_envs, cot=cot)
-        k = (latest_ckpt(run) or 0) if run is not None else 0
+        cfg = _config(
+            run, env=env, episodes=episodes, seed=seed, num_envs=num_envs, cot=cot,
+            temperature=temperature, max_new_tokens=max_new_tokens, backend=backend,
+        )  # fmt: skip
+        k = 0
+        if policy is None:
+            if run is None:
+                raise UserError("--policy is required with --out and no --run")
+            k, path = _current_policy(cfg, run)
+            policy = str(path)
         out = out or rollouts_dir(run, k)  # type: ignore[arg-type]
-        actor, version = _make_actor(cfg, policy or "oracle")
+        actor, version = _make_actor(cfg, policy)
         manifest = collect_stage.run(cfg, out, actor, version, iteration=k, worker=_parse_shards(shards))
         if manifest is None:
             console.print(f"wrote this worker's shards to {out}; other workers' shards are still missing")
             return
-        from stages.eval import summarize
-
         _print_summary(f"collect {cfg.env} -> {out}", summarize(out))
+
+
+@app.command()
+def score(
+    rollouts: Annotated[
+        Path | None, typer.Option(help="collected shards (default: the run's iter/k/rollouts)")
+    ] = None,
+    policy: Annotated[
+        str | None, typer.Option(help="checkpoint that scores (default: the run's ckpt/k)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output directory (default: the run's iter/k/scored)")
+    ] = None,
+    run: RunOpt = None,
+    batch_size: Annotated[int, typer.Option(help="steps per forward pass")] = 8,
+) -> None:
+    """Values, old log-probs and GAE advantages for every collected step."""
+    from stages import score as score_stage
+
+    with cli_errors():
+        cfg = _config(run)
+        if run is not None:
+            k = latest_ckpt(run) or 0
+            rollouts, out = rollouts or rollouts_dir(run, k), out or scored_dir(run, k)
+            policy = policy or str(ckpt_dir(run, k))
+        if rollouts is None or out is None or policy is None:
+            raise UserError("give --run, or all of --rollouts, --policy and --out")
+        manifest = score_stage.run(cfg, rollouts, policy, out, batch_size=batch_size)
+        gap = manifest.get("logprob_gap_mean")
+        console.print(
+            f"scored {manifest['rows']} steps -> {out}; sampler-vs-trainer log-prob gap per token: "
+            + (f"mean {gap:.2e}, max {manifest['logprob_gap_max']:.2e}" if gap is not None else "n/a")
+        )
+
+
+@app.command()
+def update(
+    scored: Annotated[
+        Path | None, typer.Option(help="scored shards (default: the run's iter/k/scored)")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="checkpoint to start from (default: the run's ckpt/k)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="checkpoint to write (default: the run's ckpt/k+1)")
+    ] = None,
+    run: RunOpt = None,
+) -> None:
+    """PPO epochs on the scored steps; writes the next checkpoint."""
+    from stages import update as update_stage
+
+    with cli_errors():
+        cfg = _config(run)
+        report = None
+        if run is not None:
+            k = latest_ckpt(run) or 0
+            scored, policy = scored or scored_dir(run, k), policy or ckpt_dir(run, k)
+            out, report = out or ckpt_dir(run, k + 1), update_json(run, k)
+        if scored is None or out is None or policy is None:
+            raise UserError("give --run, or all of --scored, --policy and --out")
+        stats = update_stage.run(cfg, scored, policy, out, report=report)
+        _print_summary(f"update -> {out}", {k: v for k, v in stats.items() if isinstance(v, int | float)})
 
 
 @app.command("eval")
 def eval_(
     env: EnvOpt = None,
-    policy: Annotated[str, typer.Option(help="checkpoint dir, oracle or random")] = "oracle",
+    policy: Annotated[
+        str | None, typer.Option(help="checkpoint dir, oracle or random (default: the run's latest)")
+    ] = None,
     episodes: Annotated[int | None, typer.Option(help="episodes to play")] = None,
-    out: Annotated[Path | None, typer.Option(help="output directory")] = None,
+    out: Annotated[Path | None, typer.Option(help="output directory (default: the run's eval/k)")] = None,
     run: RunOpt = None,
     seed: SeedOpt = None,
+    temperature: Annotated[float | None, typer.Option(help="0 = greedy")] = None,
     cot: CotOpt = None,
 ) -> None:
     """Play seeded held-out episodes and summarise success rate, return and parse failures."""
-    from stages import eval as eval_stage
 
     with cli_errors():
+        cfg = _config(run, env=env, eval_episodes=episodes, cot=cot, temperature=temperature)
+        k = 0
+        if policy is None:
+            if run is None:
+                raise UserError("give --policy (a checkpoint, oracle or random) or --run")
+            k, path = _current_policy(cfg, run)
+            policy = str(path)
         if out is None:
-            raise UserError("--out is required")
-        cfg = _config(run, env=env, eval_episodes=episodes, cot=cot)
-        cfg.episodes = cfg.eval_episodes
-        actor, version = _make_actor(cfg, policy)
-        summary = eval_stage.run(cfg, out, actor, version, seed=seed)
-        _print_summary(f"eval {cfg.env} ({version})", summary)
-        console.print(f"summary: {out / eval_stage.SUMMARY}")
+            if run is None:
+                raise UserError("--out is required without --run")
+            out = eval_dir(run, k)
+        summary = _eval(cfg, policy, out, seed)
+        _print_summary(f"eval {cfg.env} ({policy})", summary)
+        console.print(f"summary: {out / 'summary.json'}")
+
+
+def _eval(cfg: Config, policy: str, out: Path, seed: int | None = None) -> dict[str, Any]:
+    from stages import eval as eval_stage
+
+    cfg = dataclasses.replace(cfg, episodes=cfg.eval_episodes)
+    actor, version = _make_actor(cfg, policy)
+    return eval_stage.run(cfg, out, actor, version, seed=seed)
+
+
+@app.command()
+def loop(
+    env: EnvOpt = None,
+    run: RunOpt = None,
+    iterations: Annotated[int, typer.Option(help="run until ckpt/<iterations> exists")] = 2,
+    episodes: Annotated[int | None, typer.Option(help="episodes collected per iteration")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="max tokens generated per step")] = None,
+    eval_every: Annotated[
+        int | None, typer.Option(help="eval after every N-th update (0 = at the end)")
+    ] = None,
+    eval_episodes: Annotated[int | None, typer.Option(help="episodes per eval")] = None,
+) -> None:
+    """collect -> score -> update, K times (then eval). Rerun after a kill: it continues where it stopped."""
+    from stages import collect as collect_stage
+    from stages import score as score_stage
+    from stages import update as update_stage
+    from stages.eval import summarize
+
+    with cli_errors():
+        run = run or Path("runs") / (env or "blackjack")
+        cfg = _config(
+            run, env=env, episodes=episodes, max_new_tokens=max_new_tokens,
+            eval_every=eval_every, eval_episodes=eval_episodes,
+        )  # fmt: skip
+        _current_policy(cfg, run)
+        while (k := latest_ckpt(run) or 0) < iterations:
+            policy = str(ckpt_dir(run, k))
+            actor, version = _make_actor(cfg, policy)
+            collect_stage.run(cfg, rollouts_dir(run, k), actor, version, iteration=k)
+            del actor
+            score_stage.run(cfg, rollouts_dir(run, k), policy, scored_dir(run, k))
+            stats = update_stage.run(
+                cfg, scored_dir(run, k), policy, ckpt_dir(run, k + 1), report=update_json(run, k)
+            )
+            train = summarize(rollouts_dir(run, k))
+            console.print(
+                f"iteration {k}: success {train['success_rate']:.3f}, return {train['mean_return']:.3f}, "
+                f"parse failures {train['parse_failure_rate']:.3f}, approx_kl {stats['approx_kl']:.2e}, "
+                f"clipfrac {stats['clipfrac']:.3f}"
+            )
+            if cfg.eval_every and (k + 1) % cfg.eval_every == 0 and k + 1 < iterations:
+                _eval(cfg, str(ckpt_dir(run, k + 1)), eval_dir(run, k + 1))
+        final = latest_ckpt(run) or 0
+        _eval(cfg, str(ckpt_dir(run, final)), eval_dir(run, final))
+        _print_progress(run)
+
+
+def _print_progress(run: Path) -> None:
+    """Success rate per iteration: training episodes (sampled) and evals (held-out seeds)."""
+    from stages.eval import SUMMARY, summarize
+    from vlmagent.shards import read_manifest
+
+    table = Table(title=f"{run}: success rate per iteration")
+    for c in ("iteration", "train success", "train return", "parse failures", "eval success", "eval return"):
+        table.add_column(c, justify="right")
+    k = 0
+    while True:
+        has_train = read_manifest(rollouts_dir(run, k)) is not None
+        ev = eval_dir(run, k) / SUMMARY
+        if not has_train and not ev.exists():
+            break
+        tr = summarize(rollouts_dir(run, k)) if has_train else {}
+        es = json.loads(ev.read_text()) if ev.exists() else {}
+        fmt = lambda d, key: f"{d[key]:.3f}" if key in d else ""  # noqa: E731
+        table.add_row(
+            str(k), fmt(tr, "success_rate"), fmt(tr, "mean_return"), fmt(tr, "parse_failure_rate"),
+            fmt(es, "success_rate"), fmt(es, "mean_return"),
+        )  # fmt: skip
+        k += 1
+    console.print(table)
 
 
 @app.command()

@@ -34,3 +34,19 @@ def latest_ckpt(run: Path) -> int | None:
         return None
     ks = [int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()]
     return max(ks) if ks else None
+
+
+def ensure_initial_checkpoint(cfg, run: Path) -> Path:
+    """ckpt/000000 of a run: the tiny model (init-model) when cfg.policy is empty, else a copy of it."""
+    from vlmagent.policy.checkpoint import save_checkpoint
+    from vlmagent.policy.load import load_policy
+    from vlmagent.policy.tiny import init_model
+
+    dest = ckpt_dir(run, 0)
+    if dest.exists():
+        return dest
+    if not cfg.policy:
+        return init_model(dest, seed=cfg.seed)
+    p = load_policy(cfg.policy)
+    meta = {"step": 0, "parent": None, "source": cfg.policy}
+    return save_checkpoint(dest, p.model, p.processor, p.value_head, meta)

@@ -62,6 +62,13 @@ def shard_path(stage_dir: Path, index: int) -> Path:
     return Path(stage_dir) / f"part-{index:05d}.parquet"
 
 
+def shard_index(path: Path | str) -> int:
+    m = SHARD_RE.match(Path(path).name)
+    if m is None:
+        raise ShardError(f"{path}: not a shard name (part-NNNNN.parquet)")
+    return int(m.group(1))
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

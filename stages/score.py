@@ -1,0 +1,140 @@
+"""score: the current policy's values and old log-probs for every collected step, then GAE per episode.
+
+Works from the stored token ids and images only (never re-tokenizes): what the trainer scores is
+exactly what the sampler produced. One scored shard per rollout shard, so a rerun redoes only the
+missing ones. Also reports the sampler-vs-trainer log-prob gap, the first sign of a mismatch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+from rich.progress import Progress
+
+from vlmagent.config import Config, config_dict
+from vlmagent.policy.forward import evaluate_actions, forward_hidden
+from vlmagent.policy.load import Policy, load_policy, model_inputs_for
+from vlmagent.ppo import gae
+from vlmagent.shards import (
+    ROLLOUT_SCHEMA,
+    SCORED_SCHEMA,
+    ShardError,
+    finished_shards,
+    read_manifest,
+    read_shard,
+    shard_entry,
+    shard_index,
+    shard_path,
+    write_manifest,
+    write_shard,
+)
+
+
+@torch.no_grad()
+def score_rows(
+    policy: Policy, df: pl.DataFrame, cfg: Config, batch_size: int
+) -> tuple[list[float], list[float], list[list[float]]]:
+    """Value, CoT-scaled action log-prob and per-token log-probs of each row, in row order."""
+    values: list[float] = []
+    action_lp: list[float] = []
+    token_lp: list[list[float]] = []
+    for i in range(0, df.height, batch_size):
+        b = df.slice(i, batch_size)
+        hidden = forward_hidden(
+            policy,
+            b["prompt_token_ids"].to_list(),
+            b["response_token_ids"].to_list(),
+            model_inputs_for(policy, b["image"].to_list()),
+        )
+        out = evaluate_actions(
+            policy, hidden, b["action_token_start"].to_list(), cfg.temperature, cfg.cot_lambda
+        )
+        values += out["values"].float().tolist()
+        action_lp += out["action_logprobs"].float().tolist()
+        token_lp += [t.tolist() for t in out["token_logprobs"].float().split(hidden.lengths.tolist())]
+    return values, action_lp, token_lp
+
+
+def add_advantages(df: pl.DataFrame, cfg: Config) -> pl.DataFrame:
+    """GAE over each episode's steps (episodes never span shards)."""
+    df = df.with_row_index("_row")
+    adv = [0.0] * df.height
+    ret = [0.0] * df.height
+    for ep in df.sort("episode_id", "step").partition_by("episode_id", maintain_order=True):
+        last = ep.row(ep.height - 1, named=True)
+        if not (last["terminated"] or last["truncated"]):
+            raise ShardError(f"episode {last['episode_id']}: ends without terminated or truncated")
+        a, r = gae(
+            torch.tensor(ep["reward"].to_list(), dtype=torch.float64),
+            torch.tensor(ep["value"].to_list(), dtype=torch.float64),
+            terminated=bool(last["terminated"]),
+            gamma=cfg.gamma,
+            gae_lambda=cfg.gae_lambda,
+        )
+        for row, av, rv in zip(ep["_row"].to_list(), a.tolist(), r.tolist()):
+            adv[row], ret[row] = av, rv
+    return df.drop("_row").with_columns(
+        pl.Series("return", ret, dtype=pl.Float32), pl.Series("advantage", adv, dtype=pl.Float32)
+    )
+
+
+def run(
+    cfg: Config, rollouts: Path, policy: Policy | str | Path, out: Path, batch_size: int = 8
+) -> dict[str, Any]:
+    """Score every rollout shard of `rollouts` into `out` (a no-op for shards already there)."""
+    out = Path(out)
+    manifest = read_manifest(out)
+    if manifest is not None:
+        return manifest
+    source = read_manifest(rollouts)
+    if source is None:
+        raise ShardError(f"{rollouts}: no MANIFEST.json (collect has not finished)")
+    if not isinstance(policy, Policy):
+        policy = load_policy(policy)
+    done = finished_shards(out)
+    gap_sum, gap_max, gap_n = 0.0, 0.0, 0
+    policy.model.eval()
+    with Progress(transient=True) as progress:
+        task = progress.add_task("score", total=sum(s["rows"] for s in source["shards"]))
+        for entry in source["shards"]:
+            index = shard_index(entry["file"])
+            if index in done:
+                progress.advance(task, entry["rows"])
+                continue
+            df = pl.from_arrow(read_shard(Path(rollouts) / entry["file"], ROLLOUT_SCHEMA, entry))
+            assert isinstance(df, pl.DataFrame)
+            if (df["response_token_ids"].list.len() == 0).any():
+                raise ShardError(
+                    f"{Path(rollouts) / entry['file']}: rows without response_token_ids "
+                    "(scripted-policy rows cannot be scored; collect with a model policy)"
+                )
+            values, action_lp, token_lp = score_rows(policy, df, cfg, batch_size)
+            for mine, theirs in zip(token_lp, df["behavior_logprobs"].to_list()):
+                for a, b in zip(mine, theirs):
+                    gap_sum += abs(a - b)
+                    gap_max = max(gap_max, abs(a - b))
+                    gap_n += 1
+            df = df.with_columns(
+                pl.Series("value", values, dtype=pl.Float32),
+                pl.Series("old_logprob", action_lp, dtype=pl.Float32),
+            )
+            df = add_advantages(df, cfg)
+            write_shard(df.to_arrow().select(SCORED_SCHEMA.names).cast(SCORED_SCHEMA), shard_path(out, index))
+            progress.advance(task, entry["rows"])
+    done = finished_shards(out)
+    entries = [shard_entry(done[shard_index(s["file"])]) for s in source["shards"]]
+    write_manifest(
+        out,
+        entries,
+        stage="score",
+        policy_version=policy.source,
+        rollouts=str(rollouts),
+        # over the shards scored by this process (None when all were scored before a restart)
+        logprob_gap_mean=gap_sum / gap_n if gap_n else None,
+        logprob_gap_max=gap_max if gap_n else None,
+        config=config_dict(cfg),
+    )
+    return read_manifest(out)  # type: ignore[return-value]

@@ -1,0 +1,186 @@
+"""update: PPO epochs over the scored steps; writes the next checkpoint atomically.
+
+The schedule position (how many updates came before) and Adam's state travel in the checkpoint, so
+the cosine schedule and the optimizer continue across iterations and across processes. A killed
+update leaves no checkpoint behind; rerun, it starts again from the parent and gives the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+from rich.progress import Progress
+
+from vlmagent.config import Config, config_dict, config_hash
+from vlmagent.policy.checkpoint import save_checkpoint
+from vlmagent.policy.forward import evaluate_actions, forward_hidden
+from vlmagent.policy.load import META_FILE, Policy, load_policy, model_inputs_for
+from vlmagent.ppo import explained_variance, normalize, policy_loss, value_loss
+from vlmagent.shards import SCORED_SCHEMA, atomic_write, read_stage
+
+OPTIMIZER_FILE = "optimizer.pt"
+REPORT_FILE = "update.json"
+
+
+class UpdateError(RuntimeError):
+    """The update cannot go on (a NaN loss...); the previous checkpoint stays the latest."""
+
+
+def cosine_lr(cfg: Config, update_index: int) -> float:
+    """The paper's cosine schedule over `total_updates` updates, one value per update."""
+    t = min(update_index, cfg.total_updates) / max(cfg.total_updates, 1)
+    return cfg.min_learning_rate + 0.5 * (cfg.learning_rate - cfg.min_learning_rate) * (
+        1 + math.cos(math.pi * t)
+    )
+
+
+def trainable_parameters(policy: Policy) -> list[torch.nn.Parameter]:
+    return [p for p in policy.model.parameters() if p.requires_grad] + list(policy.value_head.parameters())
+
+
+def minibatch_outputs(policy: Policy, b: pl.DataFrame, cfg: Config) -> dict[str, torch.Tensor]:
+    hidden = forward_hidden(
+        policy,
+        b["prompt_token_ids"].to_list(),
+        b["response_token_ids"].to_list(),
+        model_inputs_for(policy, b["image"].to_list()),
+    )
+    return evaluate_actions(
+        policy,
+        hidden,
+        b["action_token_start"].to_list(),
+        cfg.temperature,
+        cfg.cot_lambda,
+        with_entropy=cfg.ent_coef > 0,
+    )
+
+
+def ppo_epochs(
+    policy: Policy, df: pl.DataFrame, cfg: Config, optimizer: torch.optim.Optimizer, seed: int
+) -> dict:
+    """The PPO update proper: epochs of shuffled mini-batches, gradient accumulation, clipping."""
+    n = df.height
+    advantages = torch.tensor(df["advantage"].to_list(), dtype=torch.float32)
+    if cfg.norm_adv:
+        advantages = normalize(advantages)  # once per update, over all its steps
+    old_logprob = torch.tensor(df["old_logprob"].to_list(), dtype=torch.float32)
+    old_value = torch.tensor(df["value"].to_list(), dtype=torch.float32)
+    returns = torch.tensor(df["return"].to_list(), dtype=torch.float32)
+    params = trainable_parameters(policy)
+    gen = torch.Generator().manual_seed(seed)
+    n_mb = math.ceil(n / cfg.minibatch_size)
+    stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
+    grad_norms: list[float] = []
+    new_values = torch.zeros(n)
+    tokens, t0 = 0, time.perf_counter()
+    policy.model.train()
+    with Progress(transient=True) as progress:
+        task = progress.add_task("update", total=cfg.update_epochs * n_mb)
+        for epoch in range(cfg.update_epochs):
+            perm = torch.randperm(n, generator=gen)
+            epoch_kl = []
+            for m in range(n_mb):
+                idx = perm[m * cfg.minibatch_size : (m + 1) * cfg.minibatch_size]
+                b = df[idx.tolist()]
+                out = minibatch_outputs(policy, b, cfg)
+                pg_loss, st = policy_loss(
+                    out["action_logprobs"].float(), old_logprob[idx], advantages[idx], cfg.clip_coef
+                )
+                v_loss = value_loss(
+                    out["values"].float(), old_value[idx], returns[idx], cfg.clip_coef, cfg.clip_vloss
+                )
+                entropy = out["entropy"].float().mean() if "entropy" in out else torch.zeros(())
+                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+                if not torch.isfinite(loss):
+                    raise UpdateError(
+                        f"non-finite loss {loss.item()} at epoch {epoch}, mini-batch {m} "
+                        f"(episodes {sorted(set(b['episode_id'].to_list()))}); no checkpoint written"
+                    )
+                # mean over the accumulation group, whose last one may be short
+                group_start = (m // cfg.grad_accum) * cfg.grad_accum
+                loss.div(min(cfg.grad_accum, n_mb - group_start)).backward()
+                if (m + 1) % cfg.grad_accum == 0 or m == n_mb - 1:
+                    grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)))
+                    if not math.isfinite(grad_norms[-1]):
+                        raise UpdateError(f"non-finite gradient norm at epoch {epoch}; no checkpoint written")
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                if epoch == 0:
+                    new_values[idx] = out["values"].detach().float()
+                stats["pg_loss"].append(pg_loss.item())
+                stats["v_loss"].append(v_loss.item())
+                stats["entropy"].append(entropy.item())
+                stats["approx_kl"].append(st["approx_kl"])
+                stats["clipfrac"].append(st["clipfrac"])
+                epoch_kl.append(st["approx_kl"])
+                tokens += sum(len(r) for r in b["response_token_ids"].to_list())
+                progress.advance(task)
+            if cfg.target_kl > 0 and sum(epoch_kl) / len(epoch_kl) > cfg.target_kl:
+                break
+    policy.model.eval()
+    dt = time.perf_counter() - t0
+    return {
+        **{k: sum(v) / max(len(v), 1) for k, v in stats.items()},
+        "epochs": epoch + 1,
+        "steps": n,
+        "optimizer_steps": len(grad_norms),
+        "grad_norm": sum(grad_norms) / max(len(grad_norms), 1),
+        "explained_variance": explained_variance(new_values, returns),
+        "tokens_per_s": tokens / dt,
+        "seconds": dt,
+    }
+
+
+def run(
+    cfg: Config, scored: Path, policy_path: str | Path, out: Path, report: Path | None = None
+) -> dict[str, Any]:
+    """One PPO update from `policy_path` on the steps in `scored`, saved to `out`; returns its stats.
+
+    A no-op when `out` exists. `report` (the run's iter/k/update.json) gets a copy of the stats.
+    """
+    out = Path(out)
+    if not (out / META_FILE).exists():
+        _update(cfg, scored, policy_path, out)
+    if report is not None and not Path(report).exists():  # the stats travel inside the checkpoint
+        atomic_write(report, (out / REPORT_FILE).read_bytes())
+    return json.loads((out / REPORT_FILE).read_text())
+
+
+def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> None:
+    df = read_stage(scored, SCORED_SCHEMA)
+    if df.height == 0:
+        raise UpdateError(f"{scored}: no steps to train on")
+    policy = load_policy(policy_path)
+    update_index = int(policy.meta.get("update_index", 0))
+    lr = cosine_lr(cfg, update_index)
+    optimizer = torch.optim.Adam(trainable_parameters(policy), lr=lr, eps=cfg.adam_eps)
+    opt_file = Path(policy_path) / OPTIMIZER_FILE
+    if opt_file.exists():
+        optimizer.load_state_dict(torch.load(opt_file, weights_only=True))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    stats = ppo_epochs(policy, df, cfg, optimizer, seed=cfg.seed * 1_000_003 + update_index)
+    stats.update(learning_rate=lr, update_index=update_index, parent=str(policy_path), scored=str(scored))
+    meta = {
+        "parent": str(policy_path),
+        "update_index": update_index + 1,
+        "config_hash": config_hash(cfg),
+        "source": policy.meta.get("source", str(policy_path)),  # where the run's first policy came from
+    }
+    save_checkpoint(
+        out,
+        policy.model,
+        policy.processor,
+        policy.value_head,
+        meta,
+        extra_files={
+            OPTIMIZER_FILE: lambda p: torch.save(optimizer.state_dict(), p),
+            REPORT_FILE: lambda p: p.write_text(json.dumps({**stats, "config": config_dict(cfg)}, indent=2)),
+        },
+    )

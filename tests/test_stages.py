@@ -1,0 +1,235 @@
+"""The four stages end to end on the tiny model: collect -> score -> update, eval, restarts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stages import collect, score, update
+from stages import eval as eval_stage
+from vlmagent.cli import app
+from vlmagent.config import Config
+from vlmagent.policy.load import load_policy
+from vlmagent.rollout.hf import HFBackend
+from vlmagent.shards import ROLLOUT_SCHEMA, SCORED_SCHEMA, ShardError, read_stage, shard_path
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def small_cfg(**over) -> Config:
+    base = dict(
+        env="blackjack",
+        run_name="t",
+        episodes=6,
+        episodes_per_shard=3,
+        num_envs=3,
+        max_new_tokens=12,
+        temperature=1.0,
+        image_size=64,
+        update_epochs=2,
+        minibatch_size=4,
+        grad_accum=2,
+        learning_rate=1e-3,
+        max_grad_norm=1.0,
+    )
+    return Config(**{**base, **over})
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_model_dir):
+    return load_policy(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory, policy):
+    cfg = small_cfg()
+    out = tmp_path_factory.mktemp("iter") / "rollouts"
+    actor = collect.model_actor(cfg, HFBackend(policy), policy.processor)
+    collect.run(cfg, out, actor, "ckpt0")
+    return cfg, out
+
+
+@pytest.fixture(scope="module")
+def scored(collected, policy):
+    cfg, rollouts = collected
+    out = rollouts.parent / "scored"
+    manifest = score.run(cfg, rollouts, policy, out, batch_size=3)
+    return cfg, out, manifest
+
+
+def test_collect_rows_are_exactly_what_the_model_read_and_wrote(collected, policy):
+    cfg, out = collected
+    df = read_stage(out, ROLLOUT_SCHEMA)
+    assert df["episode_id"].n_unique() == cfg.episodes
+    assert sorted(df["shard"].unique().to_list()) == [0, 1]
+    tok = policy.tokenizer
+    for row in df.iter_rows(named=True):
+        assert len(row["response_token_ids"]) == len(row["behavior_logprobs"]) <= cfg.max_new_tokens
+        assert tok.decode(row["response_token_ids"], skip_special_tokens=True) == row["response"]
+        assert 0 <= row["action_token_start"] <= len(row["response_token_ids"])
+        assert row["image"][:8] == b"\x89PNG\r\n\x1a\n"
+        assert all(lp <= 0 for lp in row["behavior_logprobs"])
+    # every episode ends exactly once, on its last step
+    last = df.sort("episode_id", "step").group_by("episode_id", maintain_order=True).last()
+    assert (last["terminated"] | last["truncated"]).all()
+    assert (df["terminated"] | df["truncated"]).sum() == cfg.episodes
+
+
+def test_collect_rerun_is_a_no_op_and_same_seed_same_shards(collected, policy, tmp_path):
+    cfg, out = collected
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    actor = collect.model_actor(cfg, HFBackend(policy), policy.processor)
+    collect.run(cfg, out, actor, "ckpt0")
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    # a lost shard is regenerated identically
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / shard_path(out, 0).name).write_bytes(shard_path(out, 0).read_bytes())
+    collect.run(cfg, again, actor, "ckpt0")
+    assert read_stage(again).equals(read_stage(out))
+
+
+def test_sampler_logprobs_match_score_per_token(collected, policy):
+    cfg, out = collected
+    df = read_stage(out)
+    _, _, token_lp = score.score_rows(policy, df, cfg, batch_size=3)
+    gaps = [
+        abs(a - b)
+        for mine, theirs in zip(token_lp, df["behavior_logprobs"].to_list())
+        for a, b in zip(mine, theirs)
+    ]
+    assert len(gaps) == df["response_token_ids"].list.len().sum()
+    assert max(gaps) < 1e-3  # fp32, batched left-padded generate vs right-padded scoring forward
+
+
+def test_score_adds_gae_columns(scored, collected):
+    cfg, out, manifest = scored
+    df = read_stage(out, SCORED_SCHEMA)
+    assert manifest["rows"] == df.height == read_stage(collected[1]).height
+    assert manifest["logprob_gap_max"] < 1e-3
+    for ep in df.partition_by("episode_id"):
+        ep = ep.sort("step")
+        last = ep.row(ep.height - 1, named=True)
+        # a terminated episode's last advantage is r - V(s)
+        assert last["advantage"] == pytest.approx(last["reward"] - last["value"], abs=1e-5)
+        assert ep["return"].to_list() == pytest.approx((ep["advantage"] + ep["value"]).to_list(), abs=1e-5)
+
+
+def test_update_starts_at_ratio_one(scored, policy):
+    cfg, out, _ = scored
+    df = read_stage(out, SCORED_SCHEMA)
+    with torch.no_grad():
+        new = update.minibatch_outputs(policy, df[:4], cfg)["action_logprobs"]
+    assert new.tolist() == pytest.approx(df["old_logprob"][:4].to_list(), abs=1e-4)
+
+
+def test_update_writes_a_changed_checkpoint_and_reports(scored, tiny_model_dir, tmp_path):
+    cfg, out, _ = scored
+    ckpt = tmp_path / "ckpt1"
+    stats = update.run(cfg, out, tiny_model_dir, ckpt, report=tmp_path / "update.json")
+    for key in ("pg_loss", "v_loss", "approx_kl", "clipfrac", "grad_norm", "tokens_per_s", "learning_rate"):
+        assert key in stats
+    assert stats["optimizer_steps"] == cfg.update_epochs  # 2 mini-batches of 4 (6 rows) per step
+    assert json.loads((tmp_path / "update.json").read_text())["steps"] == stats["steps"]
+    new, old = load_policy(ckpt), load_policy(tiny_model_dir)
+    assert new.meta["update_index"] == 1 and new.meta["parent"] == str(tiny_model_dir)
+    assert not torch.equal(new.lm_head.weight, old.lm_head.weight)
+    assert (ckpt / update.OPTIMIZER_FILE).exists()
+    # a rerun is a no-op
+    mtime = (ckpt / "vlmagent.json").stat().st_mtime_ns
+    update.run(cfg, out, tiny_model_dir, ckpt)
+    assert (ckpt / "vlmagent.json").stat().st_mtime_ns == mtime
+    # the schedule position travels in the checkpoint
+    assert update.cosine_lr(cfg, 1) < update.cosine_lr(cfg, 0) == cfg.learning_rate
+
+
+def test_nan_loss_stops_without_a_checkpoint(scored, tiny_model_dir, tmp_path):
+    cfg, out, _ = scored
+    df = read_stage(out, SCORED_SCHEMA).with_columns(pl.lit(float("nan"), dtype=pl.Float32).alias("return"))
+    bad = tmp_path / "bad"
+    from vlmagent.shards import to_table, write_manifest, write_shard
+
+    write_manifest(bad, [write_shard(to_table(df.to_dicts(), SCORED_SCHEMA), shard_path(bad, 0))])
+    with pytest.raises(update.UpdateError, match="non-finite"):
+        update.run(cfg, bad, tiny_model_dir, tmp_path / "ckpt1")
+    assert not (tmp_path / "ckpt1").exists()
+    assert not any(p.name.startswith(".ckpt1") for p in tmp_path.iterdir())
+
+
+def test_score_refuses_scripted_rows(tmp_path, policy):
+    cfg = small_cfg(episodes=2, episodes_per_shard=2)
+    collect.run(cfg, tmp_path / "r", collect.oracle_actor(cfg.env, cfg.cot), "oracle")
+    with pytest.raises(ShardError, match="response_token_ids"):
+        score.run(cfg, tmp_path / "r", policy, tmp_path / "s")
+
+
+def test_eval_summary_counts_add_up(tmp_path):
+    cfg = small_cfg(episodes=20, episodes_per_shard=8, num_envs=5)
+    summary = eval_stage.run(cfg, tmp_path / "e", collect.oracle_actor("blackjack", True), "oracle", seed=7)
+    df = read_stage(tmp_path / "e")
+    assert summary["episodes"] == df["episode_id"].n_unique() == 20
+    assert summary["steps"] == df.height
+    returns = df.group_by("episode_id").agg(pl.col("reward").sum())["reward"]
+    assert summary["success_rate"] == pytest.approx((returns > 0).mean())
+    assert summary["parse_failure_rate"] == 0.0
+
+
+def _collect_cmd(out: Path, policy: Path) -> list[str]:
+    run = out.parent / "run"
+    if not run.exists():
+        run.mkdir()
+        (run / "run.toml").write_text("episodes_per_shard = 3\nimage_size = 64\n")
+    return [
+        sys.executable, "-m", "vlmagent.cli", "collect", "--run", str(run), "--env", "blackjack",
+        "--policy", str(policy), "--out", str(out), "--episodes", "12", "--num-envs", "2",
+        "--max-new-tokens", "24", "--temperature", "1.0", "--seed", "3",
+    ]  # fmt: skip
+
+
+def test_killed_collect_resumes_to_the_same_rows(tmp_path, tiny_model_dir):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    runner = CliRunner()
+    assert runner.invoke(app, _collect_cmd(whole, tiny_model_dir)[3:]).exit_code == 0
+    proc = subprocess.Popen(
+        _collect_cmd(killed, tiny_model_dir), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while not shard_path(killed, 0).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "MANIFEST.json").exists(), "collect finished before it could be killed"
+    assert runner.invoke(app, _collect_cmd(killed, tiny_model_dir)[3:]).exit_code == 0
+    assert read_stage(killed).equals(read_stage(whole))
+    assert not [p for p in killed.iterdir() if ".tmp" in p.name]
+
+
+def test_cli_bad_input_exits_2_with_one_line(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["collect", "--env", "chess", "--policy", "oracle", "--out", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 2
+    assert "chess" in res.output
+    res = runner.invoke(
+        app, ["score", "--rollouts", str(tmp_path / "none"), "--policy", "x", "--out", str(tmp_path)]
+    )
+    assert res.exit_code == 2 and "none" in res.output
+    res = runner.invoke(
+        app,
+        ["eval", "--env", "blackjack", "--policy", str(tmp_path / "nockpt"), "--out", str(tmp_path / "e")],
+    )
+    assert res.exit_code == 2 and "nockpt" in res.output
+    res = runner.invoke(
+        app,
+        ["collect", "--env", "blackjack", "--policy", "oracle", "--out", str(tmp_path), "--shards", "3/2"],
+    )
+    assert res.exit_code == 2 and "--shards" in res.output
