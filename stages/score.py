@@ -111,6 +111,13 @@ def run(
                     f"{Path(rollouts) / entry['file']}: rows without response_token_ids "
                     "(scripted-policy rows cannot be scored; collect with a model policy)"
                 )
+            image_token = policy.family.image_token_id(policy.model)
+            bad = df.with_row_index().filter(pl.col("response_token_ids").list.contains(image_token))
+            if bad.height:
+                raise ShardError(
+                    f"{Path(rollouts) / entry['file']}: row {bad['index'][0]} has the image placeholder token "
+                    f"{image_token} in its response (the sampler must suppress it)"
+                )
             values, action_lp, token_lp = score_rows(policy, df, cfg, batch_size)
             for mine, theirs in zip(token_lp, df["behavior_logprobs"].to_list()):
                 for a, b in zip(mine, theirs):

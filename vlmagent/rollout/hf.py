@@ -48,6 +48,8 @@ class HFBackend:
             max_new_tokens=max_new_tokens,
             pad_token_id=policy.pad_token_id,
             eos_token_id=policy.eos_token_ids or None,
+            # an image placeholder in a response would ask score's forward for an image that isn't there
+            suppress_tokens=[policy.family.image_token_id(policy.model)],
             output_logits=True,
             return_dict_in_generate=True,
         )
