@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import torch
+import torch.distributed as dist
 from rich.progress import Progress
 
 from vlmagent.config import Config, config_dict, config_hash
 from vlmagent.policy.checkpoint import save_checkpoint
 from vlmagent.policy.forward import evaluate_actions, forward_hidden
-from vlmagent.policy.load import META_FILE, Policy, load_policy, model_inputs_for
+from vlmagent.policy.load import META_FILE, Policy, default_device, load_policy, model_inputs_for
 from vlmagent.ppo import explained_variance, normalize, policy_loss, value_loss
 from vlmagent.shards import SCORED_SCHEMA, atomic_write, read_stage
 
@@ -61,20 +63,66 @@ def minibatch_outputs(policy: Policy, b: pl.DataFrame, cfg: Config) -> dict[str,
     )
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size) under torchrun, (0, 1) otherwise."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed() -> None:
+    """Join the torchrun process group (gloo on CPU, nccl on GPU) when launched under torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def global_normalize(advantages: torch.Tensor) -> torch.Tensor:
+    """Advantage normalisation over every rank's steps, not just this rank's slice."""
+    if world()[1] == 1:
+        return normalize(advantages)
+    moments = torch.stack([advantages.sum(), (advantages**2).sum(), torch.tensor(float(advantages.numel()))])
+    dist.all_reduce(moments)
+    mean = moments[0] / moments[2]
+    var = (moments[1] / moments[2] - mean**2) * moments[2] / (moments[2] - 1).clamp(min=1)
+    return (advantages - mean) / (var.clamp(min=0).sqrt() + 1e-8)
+
+
+def average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Data parallelism: every rank steps with the mean gradient, so the replicas stay identical."""
+    if world()[1] == 1:
+        return
+    for p in params:
+        if p.grad is None:  # a rank whose slice ran out still takes part in the reduction
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+        p.grad.div_(world()[1])
+
+
 def ppo_epochs(
     policy: Policy, df: pl.DataFrame, cfg: Config, optimizer: torch.optim.Optimizer, seed: int
 ) -> dict:
-    """The PPO update proper: epochs of shuffled mini-batches, gradient accumulation, clipping."""
+    """The PPO update proper: epochs of shuffled mini-batches, gradient accumulation, clipping.
+
+    Under torchrun each rank gets every world-th step; all ranks run the same number of mini-batches
+    (a short rank runs empty ones) and average gradients before each optimizer step.
+    """
+    rank, n_ranks = world()
+    total = df.height
+    df = df[rank::n_ranks]
     n = df.height
+    device = policy.device
     advantages = torch.tensor(df["advantage"].to_list(), dtype=torch.float32)
     if cfg.norm_adv:
-        advantages = normalize(advantages)  # once per update, over all its steps
-    old_logprob = torch.tensor(df["old_logprob"].to_list(), dtype=torch.float32)
-    old_value = torch.tensor(df["value"].to_list(), dtype=torch.float32)
-    returns = torch.tensor(df["return"].to_list(), dtype=torch.float32)
+        advantages = global_normalize(advantages)  # once per update, over all its steps
+    advantages = advantages.to(device)
+    old_logprob = torch.tensor(df["old_logprob"].to_list(), dtype=torch.float32, device=device)
+    old_value = torch.tensor(df["value"].to_list(), dtype=torch.float32, device=device)
+    returns = torch.tensor(df["return"].to_list(), dtype=torch.float32, device=device)
     params = trainable_parameters(policy)
-    gen = torch.Generator().manual_seed(seed)
-    n_mb = math.ceil(n / cfg.minibatch_size)
+    gen = torch.Generator().manual_seed(seed + rank)
+    n_mb = math.ceil(math.ceil(total / n_ranks) / cfg.minibatch_size)
     stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
     grad_norms: list[float] = []
     new_values = torch.zeros(n)
@@ -87,6 +135,10 @@ def ppo_epochs(
             epoch_kl = []
             for m in range(n_mb):
                 idx = perm[m * cfg.minibatch_size : (m + 1) * cfg.minibatch_size]
+                if len(idx) == 0:  # this rank's slice is shorter: keep step with the others
+                    if (m + 1) % cfg.grad_accum == 0 or m == n_mb - 1:
+                        grad_norms.append(optimizer_step(policy, params, optimizer, cfg, epoch))
+                    continue
                 b = df[idx.tolist()]
                 out = minibatch_outputs(policy, b, cfg)
                 pg_loss, st = policy_loss(
@@ -106,13 +158,9 @@ def ppo_epochs(
                 group_start = (m // cfg.grad_accum) * cfg.grad_accum
                 loss.div(min(cfg.grad_accum, n_mb - group_start)).backward()
                 if (m + 1) % cfg.grad_accum == 0 or m == n_mb - 1:
-                    grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)))
-                    if not math.isfinite(grad_norms[-1]):
-                        raise UpdateError(f"non-finite gradient norm at epoch {epoch}; no checkpoint written")
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    grad_norms.append(optimizer_step(policy, params, optimizer, cfg, epoch))
                 if epoch == 0:
-                    new_values[idx] = out["values"].detach().float()
+                    new_values[idx] = out["values"].detach().float().cpu()
                 stats["pg_loss"].append(pg_loss.item())
                 stats["v_loss"].append(v_loss.item())
                 stats["entropy"].append(entropy.item())
@@ -131,7 +179,7 @@ def ppo_epochs(
         "steps": n,
         "optimizer_steps": len(grad_norms),
         "grad_norm": sum(grad_norms) / max(len(grad_norms), 1),
-        "explained_variance": explained_variance(new_values, returns),
+        "explained_variance": explained_variance(new_values, returns.cpu()),
         "tokens_per_s": tokens / dt,
         "seconds": dt,
     }
@@ -146,17 +194,36 @@ def run(
     """
     out = Path(out)
     if not (out / META_FILE).exists():
+        init_distributed()
         _update(cfg, scored, policy_path, out)
+        if world()[1] > 1:
+            dist.barrier()  # no rank returns before rank 0's checkpoint is in place
     if report is not None and not Path(report).exists():  # the stats travel inside the checkpoint
         atomic_write(report, (out / REPORT_FILE).read_bytes())
     return json.loads((out / REPORT_FILE).read_text())
+
+
+def optimizer_step(
+    policy: Policy,
+    params: list[torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    cfg: Config,
+    epoch: int,
+) -> float:
+    average_gradients(params)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+    if not math.isfinite(grad_norm):
+        raise UpdateError(f"non-finite gradient norm at epoch {epoch}; no checkpoint written")
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
 
 
 def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> None:
     df = read_stage(scored, SCORED_SCHEMA)
     if df.height == 0:
         raise UpdateError(f"{scored}: no steps to train on")
-    policy = load_policy(policy_path)
+    policy = load_policy(policy_path, device=default_device())
     update_index = int(policy.meta.get("update_index", 0))
     lr = cosine_lr(cfg, update_index)
     optimizer = torch.optim.Adam(trainable_parameters(policy), lr=lr, eps=cfg.adam_eps)
@@ -173,6 +240,8 @@ def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> No
         "config_hash": config_hash(cfg),
         "source": policy.meta.get("source", str(policy_path)),  # where the run's first policy came from
     }
+    if world()[0] != 0:  # the replicas are identical: one writer
+        return
     save_checkpoint(
         out,
         policy.model,

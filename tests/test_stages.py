@@ -233,3 +233,43 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
         ["collect", "--env", "blackjack", "--policy", "oracle", "--out", str(tmp_path), "--shards", "3/2"],
     )
     assert res.exit_code == 2 and "--shards" in res.output
+
+
+def test_torchrun_two_ranks_equal_one_process(scored, tiny_model_dir, tmp_path):
+    """Gradient averaging over 2 gloo ranks gives the single-process update (same rows, one step)."""
+    from vlmagent.shards import to_table, write_manifest, write_shard
+
+    cfg, out, _ = scored
+    df = read_stage(out, SCORED_SCHEMA)
+    df = df[: df.height // 2 * 2]
+    even = tmp_path / "scored"
+    write_manifest(even, [write_shard(to_table(df.to_dicts(), SCORED_SCHEMA), shard_path(even, 0))])
+    half = df.height // 2
+    # a huge Adam eps makes the step proportional to the gradient: averaging errors show, float noise doesn't
+    common = {
+        "update_epochs": 1,
+        "minibatch_size": half,
+        "learning_rate": 1.0,
+        "adam_eps": 1.0,
+        "max_grad_norm": 1e9,
+    }
+    single = update.run(small_cfg(grad_accum=2, **common), even, tiny_model_dir, tmp_path / "single")
+    assert single["optimizer_steps"] == 1
+    run = tmp_path / "run"
+    run.mkdir()
+    toml = "".join(f"{k} = {v}\n" for k, v in {**common, "grad_accum": 1, "image_size": 64}.items())
+    (run / "run.toml").write_text(toml + 'env = "blackjack"\ntemperature = 1.0\n')
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+        "-m", "--", "vlmagent.cli", "update", "--run", str(run), "--scored", str(even),
+        "--policy", str(tiny_model_dir), "--out", str(tmp_path / "ddp"),
+    ]  # fmt: skip
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    a, b, parent = (
+        load_policy(p).model.state_dict() for p in (tmp_path / "single", tmp_path / "ddp", tiny_model_dir)
+    )
+    step = max((a[k] - parent[k]).abs().max().item() for k in a)
+    diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert step > 1e-4
+    assert diff < 1e-3 * step
