@@ -23,3 +23,25 @@ demo:
 # env steps per second
 bench-envs:
     {{py}} bench/envs.py
+
+# the RL loop on the tiny model: collect -> score -> update, K times, then eval (resumable)
+loop env="numberline" iterations="2" run="":
+    .venv/bin/vlmagent loop --env {{env}} --run {{ if run == "" { "runs/" + env } else { run } }} --iterations {{iterations}}
+
+# one stage at a time, on a run directory (what `loop` chains)
+iteration run:
+    .venv/bin/vlmagent collect --run {{run}}
+    .venv/bin/vlmagent score --run {{run}}
+    .venv/bin/vlmagent update --run {{run}}
+
+# the PPO update on N processes (gloo on CPU, nccl on GPU)
+update-ddp run nproc="2":
+    .venv/bin/torchrun --nproc-per-node {{nproc}} -m -- vlmagent.cli update --run {{run}}
+
+# one iteration, stage by stage, with Parquet I/O's share
+bench-loop:
+    {{py}} bench/loop.py
+
+# fused log-prob against the naive one: memory and time
+bench-logprob:
+    {{py}} bench/logprob.py
