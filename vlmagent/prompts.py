@@ -13,7 +13,8 @@ from functools import lru_cache
 
 import gymnasium as gym
 
-from vlmagent.envs import ACTIONS, ENV_IDS, env_name, formula, make_env
+from vlmagent.envs import ACTIONS, CARD_ENVS, env_name, formula, make_env
+from vlmagent.envs.alfworld import alfworld_oracle_response, alfworld_prompt
 from vlmagent.envs.blackjack import basic_strategy, hand_total
 from vlmagent.envs.cards import card_value
 
@@ -81,6 +82,8 @@ _ACTION_FORMAT = {
 def build_prompt(env_name_or_id: str, cot: bool, state_text: str = "") -> str:
     """The task text (no chat template): task, state text (e.g. "Formula: 3+4"), choices, output format."""
     name = env_name(env_name_or_id)
+    if name.startswith("alfworld"):
+        return alfworld_prompt(state_text, cot)
     parts = [_TASKS[name]]
     if state_text:
         parts.append(state_text)
@@ -246,6 +249,8 @@ def oracle_response(env_name_or_id: str, env: gym.Env, cot: bool) -> str:
     """The response in the prompt's format for the env's current state; parse() of it gives the oracle's
     action. With CoT: the facts in the image, a short deterministic reasoning, then the action."""
     name, env = env_name(env_name_or_id), env.unwrapped
+    if name.startswith("alfworld"):
+        return alfworld_oracle_response(env, cot)
     action = env.actions[env.oracle_action()]
     fields = _FACT_WRITERS[name](env, action) if cot else {}
     return _json(fields | {"action": action})
@@ -255,7 +260,7 @@ def corpus_texts(n_episodes: int = 20, seed: int = 0) -> list[str]:
     """Prompts and oracle responses (CoT and not) along oracle episodes of all four envs, seeds
     seed..seed+n_episodes-1: text to train the tiny model's tokenizer on."""
     texts = []
-    for name in ENV_IDS:
+    for name in CARD_ENVS:
         env = make_env(name, image_size=64)  # the images are not used: small is fast
         for episode in range(n_episodes):
             env.reset(seed=seed + episode)

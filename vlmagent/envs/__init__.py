@@ -7,6 +7,7 @@ JSON-serialisable info dicts (with "success" on the step that ends an episode).
 
 import gymnasium as gym
 
+from vlmagent.envs import alfworld
 from vlmagent.envs.blackjack import BlackjackEnv
 from vlmagent.envs.ezpoints import EZPointsEnv
 from vlmagent.envs.formula import evaluate, solve
@@ -25,12 +26,20 @@ _CLASSES = {
     "points24": Points24Env,
     "blackjack": BlackjackEnv,
 }
-# legal action strings of each env, in the reference (= Discrete index) order
+CARD_ENVS = tuple(_CLASSES)
+# legal action strings of each card env, in the reference (= Discrete index) order; ALFWorld's
+# (admissible commands) change every step: env.unwrapped.actions
 ACTIONS: dict[str, list[str]] = {name: list(cls.actions) for name, cls in _CLASSES.items()}
 
 for _name, _id in ENV_IDS.items():
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=f"{_CLASSES[_name].__module__}:{_CLASSES[_name].__name__}")
+
+# ALFWorld: the module imports textworld only when an env is made, so registering costs nothing.
+alfworld.register()
+ENV_IDS.update(alfworld.ENV_IDS)
+# where eval plays by default: held-out games for ALFWorld; card envs hold out seeds instead
+HELDOUT_ENV = {"alfworld": "alfworld-heldout"}
 
 
 def env_name(name: str) -> str:
@@ -51,7 +60,9 @@ def make_env(name: str, **kwargs) -> gym.Env:
 
 __all__ = [
     "ACTIONS",
+    "CARD_ENVS",
     "ENV_IDS",
+    "HELDOUT_ENV",
     "BlackjackEnv",
     "EZPointsEnv",
     "NumberLineEnv",
