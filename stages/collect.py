@@ -127,6 +127,7 @@ def run_episodes(
 ) -> list[dict[str, Any]]:
     """Play one episode per seed, `cfg.num_envs` at a time, one batched actor call per step."""
     rng = np.random.default_rng(sample_seed)
+    failure_mode = parse_failure_mode(cfg)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(env_seeds), cfg.num_envs):
         seeds = env_seeds[start : start + cfg.num_envs]
@@ -142,13 +143,17 @@ def run_episodes(
                 env = envs[j]
                 legal = list(env.unwrapped.actions)
                 action, ok = prompts.parse(legal, c.response)
+                step_with: int | str = legal.index(action) if ok else 0
                 penalty = 0.0
-                if not ok:
-                    # The paper steps a random legal action; the penalty mode punishes the format instead.
+                if not ok and failure_mode == "env":
+                    step_with = c.response  # the env judges the raw text (ALFWorld: -1, nothing moves)
+                elif not ok:
+                    # The paper steps a random legal action; the penalty mode punishes the format too.
                     action = legal[int(rng.integers(len(legal)))]
-                    penalty = cfg.parse_penalty if cfg.parse_failure == "penalty" else 0.0
+                    step_with = legal.index(action)
+                    penalty = cfg.parse_penalty if failure_mode == "penalty" else 0.0
                 image = png_bytes(obs[j])
-                next_obs, reward, terminated, truncated, info = env.step(legal.index(action))
+                next_obs, reward, terminated, truncated, info = env.step(step_with)
                 rows.append(
                     {
                         **meta,
@@ -182,17 +187,27 @@ def run_episodes(
     return rows
 
 
+def parse_failure_mode(cfg: Config) -> str:
+    if cfg.parse_failure != "auto":
+        return cfg.parse_failure
+    return "env" if cfg.env.startswith("alfworld") else "random"
+
+
 def episode_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Success is the paper's: an episode whose return is > 0."""
+    """Success is the paper's: an episode whose return is > 0; for ALFWorld (whose every step pays the
+    goal-condition rate) the game being won, from the last step's info."""
     returns: dict[str, float] = {}
-    for r in rows:
+    won: dict[str, bool] = {}
+    for r in sorted(rows, key=lambda r: (r["episode_id"], r["step"])):
         returns[r["episode_id"]] = returns.get(r["episode_id"], 0.0) + r["reward"]
+        if r["env"].startswith("alfworld"):
+            won[r["episode_id"]] = bool(json.loads(r["info"]).get("success", False))
     n = max(len(returns), 1)
     steps = max(len(rows), 1)
     return {
         "episodes": len(returns),
         "steps": len(rows),
-        "success_rate": sum(v > 0 for v in returns.values()) / n,
+        "success_rate": sum(won.get(e, v > 0) for e, v in returns.items()) / n,
         "mean_return": sum(returns.values()) / n,
         "parse_failure_rate": sum(not r["parse_ok"] for r in rows) / steps,
         "mean_response_tokens": sum(len(r["response_token_ids"]) for r in rows) / steps,

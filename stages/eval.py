@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from stages import collect
 from vlmagent.config import Config
+from vlmagent.envs import HELDOUT_ENV
 from vlmagent.shards import atomic_write, read_stage
 
 SUMMARY = "summary.json"
@@ -16,7 +18,9 @@ SUMMARY = "summary.json"
 def summarize(stage_dir: Path) -> dict[str, Any]:
     """Per-episode success (return > 0, the paper's), mean return, parse failures, response length."""
     df = read_stage(stage_dir)
-    rows = df.select("episode_id", "reward", "parse_ok", "response_token_ids").to_dicts()
+    rows = df.select(
+        "env", "episode_id", "step", "reward", "parse_ok", "response_token_ids", "info"
+    ).to_dicts()
     return collect.episode_summary(rows)
 
 
@@ -28,6 +32,7 @@ def run(
     if summary_path.exists():
         return json.loads(summary_path.read_text())
     seed = cfg.eval_seed if seed is None else seed
+    cfg = dataclasses.replace(cfg, env=cfg.eval_env or HELDOUT_ENV.get(cfg.env, cfg.env))
     manifest = collect.run(cfg, out, actor, policy_version, iteration=0, seed=seed, stage="eval")
     assert manifest is not None  # a single worker collects every shard
     summary = {"env": cfg.env, "policy_version": policy_version, "seed": seed, **summarize(out)}

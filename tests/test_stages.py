@@ -273,3 +273,29 @@ def test_torchrun_two_ranks_equal_one_process(scored, tiny_model_dir, tmp_path):
     diff = max((a[k] - b[k]).abs().max().item() for k in a)
     assert step > 1e-4
     assert diff < 1e-3 * step
+
+
+def test_alfworld_runs_through_every_stage(policy, tiny_model_dir, tmp_path):
+    pytest.importorskip("textworld", reason="ALFWorld needs the alfworld extra: pip install -e '.[alfworld]'")
+    cfg = small_cfg(
+        env="alfworld", episodes=2, episodes_per_shard=2, num_envs=2, max_new_tokens=6, update_epochs=1
+    )
+    actor = collect.model_actor(cfg, HFBackend(policy), policy.processor)
+    collect.run(cfg, tmp_path / "rollouts", actor, "ckpt0")
+    df = read_stage(tmp_path / "rollouts")
+    assert df["episode_id"].n_unique() == 2
+    # a random tiny model never names an admissible command: the env judged the raw text, -1 each step
+    failed = df.filter(~pl.col("parse_ok"))
+    assert failed.height > 0 and (failed["reward"] <= -1 + 1e-6).all() and failed["action"].is_null().all()
+    assert df.group_by("episode_id").len()["len"].max() == 50  # truncated at the paper's 50 steps
+    score.run(cfg, tmp_path / "rollouts", policy, tmp_path / "scored")
+    stats = update.run(cfg, tmp_path / "scored", tiny_model_dir, tmp_path / "ckpt1")
+    assert stats["steps"] == df.height
+    summary = eval_stage.run(
+        small_cfg(env="alfworld", episodes=2, episodes_per_shard=2),
+        tmp_path / "eval",
+        collect.oracle_actor("alfworld", True),
+        "oracle",
+    )
+    assert summary["success_rate"] == 1.0
+    assert read_stage(tmp_path / "eval")["env"].unique().to_list() == ["alfworld-heldout"]  # held-out games

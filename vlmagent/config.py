@@ -38,10 +38,12 @@ class Config:
     max_new_tokens: int = _f(256, "max tokens generated per step")
     image_size: int = _f(300, "env observation size in pixels (the processor resizes for the model)")
     parse_failure: str = _f(
-        "random", "on an unparseable response: 'random' legal action (paper) or 'penalty'"
+        "auto",
+        "on an unparseable response: 'random' legal action (paper, card tasks), 'penalty' (random action and "
+        "parse_penalty), 'env' (the env judges the text: ALFWorld's -1, no move); auto: env for ALFWorld, else random",
     )
     parse_penalty: float = _f(
-        -1.0, "reward of a step whose response did not parse, when parse_failure=penalty"
+        -1.0, "reward added to a step whose response did not parse, when parse_failure=penalty"
     )
     # score / PPO (method.md reference values)
     gamma: float = _f(0.9, "discount over env steps")
@@ -65,10 +67,24 @@ class Config:
     lora: bool = _f(False, "train LoRA adapters (peft) instead of the full model")
     lora_r: int = _f(8, "LoRA rank")
     lora_alpha: int = _f(16, "LoRA alpha")
+    # demos and SFT (the warm start RL begins from)
+    demo_random_frac: float = _f(
+        0.0, "share of demo steps whose action is a random legal one (imperfect demos on purpose)"
+    )
+    sft_steps: int = _f(500, "SFT optimizer steps (`vlmagent sft --epochs` overrides)")
+    sft_batch_size: int = _f(16, "SFT rows (env steps) per optimizer step")
+    sft_lr: float = _f(1e-3, "SFT peak AdamW learning rate (linear warm-up, then cosine to a tenth)")
+    sft_warmup: int = _f(20, "SFT warm-up steps")
+    sft_weight_decay: float = _f(0.0, "SFT AdamW weight decay")
+    sft_save_every: int = _f(100, "SFT steps between resumable snapshots (model + optimizer + step)")
     # eval
     eval_every: int = _f(0, "run eval after every N-th update in `loop` (0 = only at the end)")
     eval_episodes: int = _f(64, "episodes per eval")
     eval_seed: int = _f(1_000_000, "eval seeds start here: held out from training seeds")
+    eval_env: str = _f("", "env eval plays (default: env, or its held-out games for ALFWorld)")
+    # vllm backend
+    tensor_parallel_size: int = _f(1, "vllm: GPUs one model is split over")
+    gpu_memory_utilization: float = _f(0.6, "vllm: share of GPU memory for weights and KV cache")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -88,6 +104,10 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
             raise ValueError(f"{path}: unknown config key(s) {', '.join(unknown)}")
     values.update({k: v for k, v in overrides.items() if v is not None})
     cfg = Config(**values)
+    if cfg.parse_failure not in ("auto", "random", "penalty", "env"):
+        raise ValueError(
+            f"{path or 'config'}: parse_failure = {cfg.parse_failure!r}: expected auto, random, penalty or env"
+        )
     for name, f in FIELDS.items():
         v = getattr(cfg, name)
         expected = type(f.default)

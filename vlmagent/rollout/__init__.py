@@ -8,7 +8,9 @@ the per-token log-probs of the sampled tokens at the sampling temperature.
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from PIL import Image
@@ -51,18 +53,25 @@ def token_char_offsets(tokenizer, ids: list[int]) -> list[tuple[int, int]]:
 
 
 def make_backend(name: str, policy_path: str, policy=None, **vllm_options) -> Backend:
-    """`auto`: vllm when it is installed and a GPU is present, else hf (which needs the loaded policy)."""
+    """`auto`: vllm when it is installed and a GPU is present, else hf (which needs the loaded policy).
+
+    A LoRA checkpoint (vlmagent.json names a base_model) is served by vllm as an adapter on its base.
+    """
     if name not in ("auto", "hf", "vllm"):
         raise ValueError(f"backend {name!r}: expected auto, hf or vllm")
     if name == "auto":
         name = "hf"
         if importlib.util.find_spec("vllm") is not None:  # importing vllm itself is slow: only if installed
-            from vlmagent.rollout.vllm import vllm_available
+            from vlmagent.rollout.vllm import vllm_platform
 
-            name = "vllm" if vllm_available() else "hf"
+            name = "vllm" if vllm_platform() not in (None, "cpu") else "hf"
     if name == "vllm":
         from vlmagent.rollout.vllm import VLLMBackend
 
+        meta_file = Path(policy_path) / "vlmagent.json"
+        base = json.loads(meta_file.read_text()).get("base_model") if meta_file.exists() else None
+        if base:
+            return VLLMBackend(base, lora=policy_path, **vllm_options)
         return VLLMBackend(policy_path, **vllm_options)
     from vlmagent.policy.load import load_policy
     from vlmagent.rollout.hf import HFBackend
