@@ -6,7 +6,7 @@ both variants must hold anyway: the inputs (hidden, LM head weight, targets, ups
 the size of their gradients. Time is the best of --repeats forward+backward passes (the first one
 included) over --rounds subprocesses per variant. Run with the machine otherwise quiet:
 
-    .venv/bin/python bench/logprob.py                    # the issue's grid (about 10-20 min on 2 cores)
+    .venv/bin/python bench/logprob.py --rounds 2         # the issue's grid (about 15-20 min a round, 2 cores)
     .venv/bin/python bench/logprob.py --tokens 512 --hidden 256 --vocab 32000 --repeats 2   # smoke
 """
 

@@ -125,66 +125,74 @@ def run_episodes(
     meta: dict[str, Any],
     on_step: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Play one episode per seed, `cfg.num_envs` at a time, one batched actor call per step."""
+    """Play one episode per seed on `cfg.num_envs` env slots, one batched actor call per step.
+
+    A slot whose episode ends starts the next pending one at once, so the batch stays full. What
+    each slot plays next depends only on the seeds and the episodes so far: reruns give the same rows.
+    """
     rng = np.random.default_rng(sample_seed)
     failure_mode = parse_failure_mode(cfg)
     rows: list[dict[str, Any]] = []
-    for start in range(0, len(env_seeds), cfg.num_envs):
-        seeds = env_seeds[start : start + cfg.num_envs]
-        envs = [make_env(cfg.env, image_size=cfg.image_size) for _ in seeds]
-        obs = [e.reset(seed=s)[0] for e, s in zip(envs, seeds)]
-        steps = [0] * len(envs)
-        live = list(range(len(envs)))
-        while live:
-            texts = [prompts.build_prompt(cfg.env, cfg.cot, envs[j].unwrapped.state_text()) for j in live]
-            completions = actor([envs[j] for j in live], [obs[j] for j in live], texts, rng)
-            still = []
-            for j, text, c in zip(live, texts, completions, strict=True):
-                env = envs[j]
-                legal = list(env.unwrapped.actions)
-                action, ok = prompts.parse(legal, c.response)
-                step_with: int | str = legal.index(action) if ok else 0
-                penalty = 0.0
-                if not ok and failure_mode == "env":
-                    step_with = c.response  # the env judges the raw text (ALFWorld: -1, nothing moves)
-                elif not ok:
-                    # The paper steps a random legal action; the penalty mode punishes the format too.
-                    action = legal[int(rng.integers(len(legal)))]
-                    step_with = legal.index(action)
-                    penalty = cfg.parse_penalty if failure_mode == "penalty" else 0.0
-                image = png_bytes(obs[j])
-                next_obs, reward, terminated, truncated, info = env.step(step_with)
-                rows.append(
-                    {
-                        **meta,
-                        "episode_id": f"{meta['iteration']:06d}-{meta['shard']:05d}-{start + j:04d}",
-                        "step": steps[j],
-                        "env_seed": seeds[j],
-                        "image": image,
-                        "prompt": c.prompt or text,
-                        "prompt_token_ids": c.prompt_token_ids,
-                        "response_token_ids": c.response_token_ids,
-                        "response": c.response,
-                        "behavior_logprobs": c.logprobs,
-                        "action_token_start": c.action_token_start,
-                        "action": action if ok else None,
-                        "parse_ok": ok,
-                        "reward": float(reward) + penalty,
-                        "terminated": bool(terminated),
-                        "truncated": bool(truncated),
-                        "info": json.dumps(info, sort_keys=True, default=str),
-                    }
-                )
-                steps[j] += 1
-                obs[j] = next_obs
-                if on_step is not None:
-                    on_step(len(c.response_token_ids), int(terminated or truncated))
-                if not (terminated or truncated):
-                    still.append(j)
-            live = still
-        for e in envs:
-            e.close()
-    return rows
+    envs = [make_env(cfg.env, image_size=cfg.image_size) for _ in range(min(cfg.num_envs, len(env_seeds)))]
+    pending = list(range(len(env_seeds)))
+    episode = [-1] * len(envs)  # the episode index each slot plays, -1 when idle
+    obs: list[Any] = [None] * len(envs)
+    steps = [0] * len(envs)
+    while True:
+        for j in range(len(envs)):
+            if episode[j] < 0 and pending:
+                episode[j], steps[j] = pending.pop(0), 0
+                obs[j] = envs[j].reset(seed=env_seeds[episode[j]])[0]
+        live = [j for j in range(len(envs)) if episode[j] >= 0]
+        if not live:
+            break
+        texts = [prompts.build_prompt(cfg.env, cfg.cot, envs[j].unwrapped.state_text()) for j in live]
+        completions = actor([envs[j] for j in live], [obs[j] for j in live], texts, rng)
+        for j, text, c in zip(live, texts, completions, strict=True):
+            env = envs[j]
+            legal = list(env.unwrapped.actions)
+            action, ok = prompts.parse(legal, c.response)
+            step_with: int | str = legal.index(action) if ok else 0
+            penalty = 0.0
+            if not ok and failure_mode == "env":
+                step_with = c.response  # the env judges the raw text (ALFWorld: -1, nothing moves)
+            elif not ok:
+                # The paper steps a random legal action; the penalty mode punishes the format too.
+                action = legal[int(rng.integers(len(legal)))]
+                step_with = legal.index(action)
+                penalty = cfg.parse_penalty if failure_mode == "penalty" else 0.0
+            image = png_bytes(obs[j])
+            next_obs, reward, terminated, truncated, info = env.step(step_with)
+            rows.append(
+                {
+                    **meta,
+                    "episode_id": f"{meta['iteration']:06d}-{meta['shard']:05d}-{episode[j]:04d}",
+                    "step": steps[j],
+                    "env_seed": env_seeds[episode[j]],
+                    "image": image,
+                    "prompt": c.prompt or text,
+                    "prompt_token_ids": c.prompt_token_ids,
+                    "response_token_ids": c.response_token_ids,
+                    "response": c.response,
+                    "behavior_logprobs": c.logprobs,
+                    "action_token_start": c.action_token_start,
+                    "action": action if ok else None,
+                    "parse_ok": ok,
+                    "reward": float(reward) + penalty,
+                    "terminated": bool(terminated),
+                    "truncated": bool(truncated),
+                    "info": json.dumps(info, sort_keys=True, default=str),
+                }
+            )
+            steps[j] += 1
+            obs[j] = next_obs
+            if on_step is not None:
+                on_step(len(c.response_token_ids), int(terminated or truncated))
+            if terminated or truncated:
+                episode[j] = -1
+    for e in envs:
+        e.close()
+    return sorted(rows, key=lambda r: (r["episode_id"], r["step"]))
 
 
 def parse_failure_mode(cfg: Config) -> str:
