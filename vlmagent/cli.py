@@ -87,7 +87,11 @@ def _make_actor(cfg: Config, policy: str) -> tuple[Any, str]:
         return collect.random_actor(), "random"
     from vlmagent.rollout import make_backend
 
-    backend = make_backend(cfg.backend, policy)
+    vllm_options = {
+        "tensor_parallel_size": cfg.tensor_parallel_size,
+        "gpu_memory_utilization": cfg.gpu_memory_utilization,
+    }
+    backend = make_backend(cfg.backend, policy, **vllm_options)
     processor = getattr(backend, "processor", None) or backend.policy.processor  # type: ignore[attr-defined]
     return collect.model_actor(cfg, backend, processor), policy
 
@@ -362,6 +366,75 @@ def config(run: RunOpt = None) -> None:
     with cli_errors():
         cfg = load_config(run / RUN_TOML if run else None)
         console.print_json(json.dumps(config_dict(cfg)))
+
+
+@app.command()
+def demos(
+    env: EnvOpt = None,
+    episodes: Annotated[int | None, typer.Option(help="demo episodes")] = None,
+    out: Annotated[Path | None, typer.Option(help="output directory (default: the run's demos/)")] = None,
+    run: RunOpt = None,
+    random_frac: Annotated[
+        float | None, typer.Option(help="share of steps whose action is a random legal one (imperfect demos)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="demo seed (default: the run seed + 500000)")] = None,
+    cot: CotOpt = None,
+) -> None:
+    """Oracle episodes as trajectory shards (responses in the prompt's format) for `sft`."""
+    from stages import demos as demos_stage
+    from stages.eval import summarize
+
+    with cli_errors():
+        if run is None and out is None:
+            raise UserError("give --out (or --run)")
+        cfg = _config(run, env=env, episodes=episodes, cot=cot, demo_random_frac=random_frac)
+        if not 0 <= cfg.demo_random_frac <= 1:
+            raise UserError(f"--random-frac {cfg.demo_random_frac}: expected a share in [0, 1]")
+        out = out or run / "demos"  # type: ignore[operator]
+        demos_stage.run(cfg, out, cfg.seed + 500_000 if seed is None else seed)
+        _print_summary(f"demos {cfg.env} -> {out}", summarize(out))
+
+
+@app.command()
+def sft(
+    data: Annotated[list[Path], typer.Option(help="trajectory stage dir(s) to train on (repeatable)")],
+    policy: Annotated[str, typer.Option(help="checkpoint (or HF model dir) to start from")],
+    out: Annotated[Path, typer.Option(help="checkpoint to write")],
+    run: RunOpt = None,
+    steps: Annotated[int | None, typer.Option(help="optimizer steps")] = None,
+    epochs: Annotated[float | None, typer.Option(help="passes over the data (overrides --steps)")] = None,
+    lr: Annotated[float | None, typer.Option(help="peak AdamW learning rate")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="rows per optimizer step")] = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Supervised fine-tuning on response tokens; resumable (rerun after a kill continues)."""
+    from stages import sft as sft_stage
+
+    with cli_errors():
+        cfg = _config(run, sft_steps=steps, sft_lr=lr, sft_batch_size=batch_size, seed=seed)
+        stats = sft_stage.run(cfg, data, policy, out, epochs=epochs)
+        _print_summary(f"sft -> {out}", {k: v for k, v in stats.items() if isinstance(v, int | float)})
+        console.print(f"loss curve: {out / sft_stage.LOSS_PNG}")
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    png: Annotated[
+        Path | None, typer.Option(help="learning-curve PNG (default: RUN/learning_curve.png)")
+    ] = None,
+) -> None:
+    """Success, return, parse failures, clip fraction and approx KL per iteration; learning-curve PNG."""
+    from vlmagent import report as rep
+
+    with cli_errors():
+        if not run.is_dir():
+            raise UserError(f"{run}: no such run directory")
+        rows = rep.gather(run)
+        if not rows:
+            raise UserError(f"{run}: no iterations yet (no iter/k/rollouts, update.json or eval/k)")
+        console.print(rep.table(rows, f"{run}: per iteration"))
+        console.print(f"learning curve: {rep.plot(rows, png or run / rep.CURVE_PNG, str(run))}")
 
 
 if __name__ == "__main__":

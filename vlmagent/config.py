@@ -76,6 +76,9 @@ class Config:
     sft_lr: float = _f(1e-3, "SFT peak AdamW learning rate (linear warm-up, then cosine to a tenth)")
     sft_warmup: int = _f(20, "SFT warm-up steps")
     sft_weight_decay: float = _f(0.0, "SFT AdamW weight decay")
+    sft_vision_lr_scale: float = _f(
+        1.0, "SFT lr of the vision tower and projector as a multiple of sft_lr (0 = frozen)"
+    )
     sft_save_every: int = _f(100, "SFT steps between resumable snapshots (model + optimizer + step)")
     # eval
     eval_every: int = _f(0, "run eval after every N-th update in `loop` (0 = only at the end)")

@@ -1,0 +1,281 @@
+"""sft: supervised fine-tuning on demo (or any trajectory) shards: the warm start RL begins from.
+
+The loss is the mean negative log-likelihood of the response tokens only (prompt and image are
+context), at temperature 1, from the fused log-prob: `forward_hidden` keeps the hidden states of the
+positions that predict response tokens and nothing else, so there are no [tokens x vocab] logits and
+no prompt tokens to mask. Rows with token ids (model rollouts) are used as stored; rows without (the
+oracle's demos are text) are tokenized here with the policy's processor, the prompt through
+`encode_prompt` exactly as the sampler will see it, the response plus the end-of-turn token.
+
+Resumable: every `sft_save_every` steps the model, the optimizer and the step go to a state checkpoint
+beside `out` (`.<name>.sft-state`); a rerun after a kill continues from it, with the same batches (the
+order is a function of the seed and the step). The result is a checkpoint in the `update` format
+(meta: parent, step) with loss.csv, loss.png and sft.json inside.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from vlmagent.config import Config, config_dict
+from vlmagent.policy.checkpoint import save_checkpoint
+from vlmagent.policy.forward import forward_hidden
+from vlmagent.policy.load import META_FILE, Policy, encode_prompt, load_policy, model_inputs_for
+from vlmagent.policy.logprob import token_logprobs
+from vlmagent.shards import ShardError, read_stage
+
+STATE_OPTIMIZER = "sft_optimizer.pt"  # not update's optimizer.pt: Adam must not inherit AdamW's state
+LOSS_CSV, LOSS_PNG, REPORT = "loss.csv", "loss.png", "sft.json"
+
+
+def state_dir(out: Path) -> Path:
+    """Where the resumable snapshot lives: beside `out`, hidden (run dirs list only digit-named ckpts)."""
+    return out.parent / f".{out.name}.sft-state"
+
+
+def tokenize_rows(policy: Policy, df: pl.DataFrame) -> tuple[list[list[int]], list[list[int]]]:
+    """(prompt ids, response ids) per row: stored ids when the row has them, else from the text."""
+    tok = policy.tokenizer
+    eos = policy.eos_token_ids[:1]
+    cache: dict[tuple, list[int]] = {}  # few distinct prompts: the image only sets how many image tokens
+    prompts, responses = [], []
+    for row in df.select("prompt", "image", "prompt_token_ids", "response_token_ids", "response").iter_rows(
+        named=True
+    ):
+        if row["response_token_ids"]:
+            prompts.append(list(row["prompt_token_ids"]))
+            responses.append(list(row["response_token_ids"]))
+            continue
+        image = row["image"]
+        key = (row["prompt"], Image.open(io.BytesIO(image)).size if image is not None else None)
+        if key not in cache:
+            cache[key] = encode_prompt(policy, image, row["prompt"])[0]
+        prompts.append(cache[key])
+        responses.append(tok.encode(row["response"], add_special_tokens=False) + eos)
+    image_token = policy.family.image_token_id(policy.model)
+    if any(image_token in r for r in responses):
+        raise ShardError("a response holds the image placeholder token: it cannot be a training target")
+    return prompts, responses
+
+
+def sft_loss(
+    policy: Policy,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    images: Sequence[bytes | None],
+) -> torch.Tensor:
+    """Mean NLL per response token of a batch (temperature 1; prompt tokens are never targets)."""
+    hidden = forward_hidden(policy, prompt_ids, response_ids, model_inputs_for(policy, images))
+    logp = token_logprobs(hidden.response, policy.lm_head.weight, hidden.response_ids, 1.0)
+    return -logp.mean()
+
+
+def vision_parameter_ids(policy: Policy) -> set[int]:
+    """ids of the vision tower's and projector's parameters (the family names its vision modules)."""
+    backbone = policy.family.backbone(policy.model)
+    modules = [getattr(backbone, name) for name in policy.family.vision_modules if hasattr(backbone, name)]
+    return {id(p) for m in modules for p in m.parameters()}
+
+
+def lr_at(cfg: Config, step: int, total: int) -> float:
+    """Linear warm-up to sft_lr, then cosine down to a tenth of it."""
+    if step < cfg.sft_warmup:
+        return cfg.sft_lr * (step + 1) / cfg.sft_warmup
+    t = (step - cfg.sft_warmup) / max(total - cfg.sft_warmup, 1)
+    return cfg.sft_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
+    """Rows of optimizer step `step`: epochs of seeded shuffles, so a resumed run sees the same batches."""
+    per_epoch = math.ceil(n / batch_size)
+    epoch, m = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return perm[m * batch_size : (m + 1) * batch_size].tolist()
+
+
+def read_data(data: Sequence[Path]) -> pl.DataFrame:
+    frames = [read_stage(Path(d)) for d in data]
+    df = pl.concat(frames) if frames else pl.DataFrame()
+    if df.height == 0:
+        raise ShardError(f"{', '.join(map(str, data))}: no rows to train on")
+    return df
+
+
+def run(
+    cfg: Config,
+    data: Sequence[Path],
+    policy_path: str | Path,
+    out: Path,
+    steps: int | None = None,
+    epochs: float | None = None,
+) -> dict[str, Any]:
+    """SFT from `policy_path` on the rows of the stage dirs `data`; checkpoint to `out`; return the stats.
+
+    A no-op (returning the stats) when `out` exists. `epochs` overrides `steps`, which defaults to
+    `cfg.sft_steps`.
+    """
+    out = Path(out)
+    if (out / META_FILE).exists():
+        return {k: v for k, v in json.loads((out / REPORT).read_text()).items() if k != "config"}
+    df = read_data(data)
+    if epochs is not None:
+        steps = math.ceil(epochs * df.height / cfg.sft_batch_size)
+    steps = cfg.sft_steps if steps is None else steps
+    if steps < 1:
+        raise ValueError(f"SFT needs at least one step, got {steps}")
+    state = state_dir(out)
+    resume = (state / META_FILE).exists()
+    policy = load_policy(state if resume else policy_path)
+    start = int(policy.meta.get("sft_step", 0)) if resume else 0
+    parent = policy.meta.get("sft_parent", str(policy_path)) if resume else str(policy_path)
+    source = policy.meta.get("source", parent)
+    # the value head is not trained here: RL fits it from its own returns
+    # A randomly initialised vision tower trained at the LM's pace collapses to image-independent
+    # features before the LM learns to read them: it gets its own (lower, or zero) learning rate.
+    vision = vision_parameter_ids(policy)
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) not in vision], "scale": 1.0}]
+    if cfg.sft_vision_lr_scale > 0 and vision:
+        groups.append({"params": [p for p in params if id(p) in vision], "scale": cfg.sft_vision_lr_scale})
+    else:  # frozen: no gradient is even computed for it
+        for p in params:
+            if id(p) in vision:
+                p.requires_grad_(False)
+        params = [p for p in params if id(p) not in vision]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.sft_lr, weight_decay=cfg.sft_weight_decay)
+    history: list[dict[str, float]] = []
+    if resume:
+        optimizer.load_state_dict(torch.load(state / STATE_OPTIMIZER, weights_only=True))
+        history = json.loads((state / "history.json").read_text())
+    prompt_ids, response_ids = tokenize_rows(policy, df)
+    images = df["image"].to_list()
+
+    def snapshot(step: int) -> None:
+        meta = {"sft_step": step, "sft_parent": parent, "source": source}
+        save_checkpoint(
+            state,
+            policy.model,
+            policy.processor,
+            policy.value_head,
+            meta,
+            extra_files={
+                STATE_OPTIMIZER: lambda p: torch.save(optimizer.state_dict(), p),
+                "history.json": lambda p: p.write_text(json.dumps(history)),
+            },
+            overwrite=True,
+        )
+
+    policy.model.train()
+    t0, tokens = time.perf_counter(), 0
+    with Progress(
+        TextColumn("[bold]sft[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]} {task.fields[rate]}"),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("sft", total=steps, completed=start, loss="", rate="")
+        for step in range(start, steps):
+            idx = batch_indices(df.height, cfg.sft_batch_size, step, cfg.seed)
+            lr = lr_at(cfg, step, steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["scale"]
+            loss = sft_loss(
+                policy, [prompt_ids[i] for i in idx], [response_ids[i] for i in idx], [images[i] for i in idx]
+            )
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"non-finite SFT loss at step {step}; the last snapshot is kept")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
+            optimizer.step()
+            tokens += sum(len(response_ids[i]) for i in idx)
+            history.append({"step": step + 1, "loss": loss.item(), "lr": lr, "grad_norm": grad_norm})
+            dt = time.perf_counter() - t0
+            progress.update(task, advance=1, loss=f"{loss.item():.4f}", rate=f"{tokens / dt:.0f} tok/s")
+            if (step + 1) % cfg.sft_save_every == 0 and step + 1 < steps:
+                snapshot(step + 1)
+    policy.model.eval()
+    seconds = time.perf_counter() - t0
+    tail = history[-max(1, min(20, len(history))) :]
+    stats = {
+        "steps": steps,
+        "resumed_at": start,
+        "rows": df.height,
+        "episodes": df["episode_id"].n_unique(),
+        "epochs": steps * cfg.sft_batch_size / df.height,
+        "first_loss": history[0]["loss"],
+        "final_loss": sum(h["loss"] for h in tail) / len(tail),  # mean of the last 20 steps
+        "seconds": seconds,  # this process's share (a resumed run counts from its restart)
+        "response_tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+        "parent": parent,
+        "data": [str(d) for d in data],
+    }
+    meta = {
+        "parent": parent,
+        "step": steps,
+        "source": source,
+        "sft": {k: stats[k] for k in ("rows", "epochs")},
+    }
+    save_checkpoint(
+        out,
+        policy.model,
+        policy.processor,
+        policy.value_head,
+        meta,
+        extra_files={
+            LOSS_CSV: lambda p: write_loss_csv(history, p),
+            LOSS_PNG: lambda p: plot_loss(
+                history, p, title=f"SFT {' '.join(sorted(df['env'].unique()))}: {df.height} rows"
+            ),
+            REPORT: lambda p: p.write_text(json.dumps({**stats, "config": config_dict(cfg)}, indent=2)),
+        },
+    )
+    shutil.rmtree(state, ignore_errors=True)
+    return stats
+
+
+def write_loss_csv(history: list[dict[str, float]], path: Path) -> None:
+    lines = ["step,loss,lr,grad_norm"] + [
+        f"{h['step']},{h['loss']:.6f},{h['lr']:.3e},{h['grad_norm']:.4f}" for h in history
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot_loss(history: list[dict[str, float]], path: Path, title: str = "SFT loss") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    loss = [h["loss"] for h in history]
+    smooth, ema = [], loss[0]
+    for x in loss:  # an exponential moving average makes the trend readable through batch noise
+        ema = 0.9 * ema + 0.1 * x
+        smooth.append(ema)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, loss, color="tab:blue", alpha=0.3, lw=0.8, label="batch")
+    ax.plot(steps, smooth, color="tab:blue", lw=1.5, label="EMA 0.9")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("NLL per response token")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

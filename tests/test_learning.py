@@ -1,0 +1,236 @@
+"""The warm start and the learning loop: demos -> sft -> RL -> eval -> report, and SFT's parts."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stages import collect, demos, sft
+from vlmagent import prompts
+from vlmagent.cli import app
+from vlmagent.config import Config
+from vlmagent.envs import make_env
+from vlmagent.policy.load import encode_prompt, load_policy, model_inputs_for
+from vlmagent.shards import ROLLOUT_SCHEMA, SCORED_SCHEMA, read_stage
+
+RUN_TOML = """env = "numberline"
+image_size = 64
+episodes = 4
+episodes_per_shard = 2
+num_envs = 2
+max_new_tokens = 16
+temperature = 1.0
+update_epochs = 1
+minibatch_size = 4
+grad_accum = 1
+learning_rate = 1e-3
+max_grad_norm = 1.0
+eval_episodes = 4
+demo_random_frac = 0.25
+sft_steps = 3
+sft_batch_size = 4
+sft_save_every = 2
+sft_warmup = 1
+"""
+
+
+def cfg_for_test(**over) -> Config:
+    base = dict(env="numberline", image_size=64, episodes=3, episodes_per_shard=3, num_envs=3)
+    return Config(**{**base, **over})
+
+
+def invoke(*args: str) -> str:
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    return res.output
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, tiny_model_dir) -> Path:
+    """The whole pipeline at toy scale on NumberLine, through the CLI."""
+    run = tmp_path_factory.mktemp("learn") / "run"
+    run.mkdir()
+    (run / "run.toml").write_text(RUN_TOML + f'policy = "{run / "sft"}"\n')
+    invoke("demos", "--run", run)
+    invoke("sft", "--run", run, "--data", run / "demos", "--policy", tiny_model_dir, "--out", run / "sft")
+    invoke("loop", "--run", run, "--iterations", 1)
+    return run
+
+
+def test_pipeline_demos_are_valid_text_shards(pipeline):
+    df = read_stage(pipeline / "demos", ROLLOUT_SCHEMA)
+    assert df["episode_id"].n_unique() == 4
+    assert df["parse_ok"].all()  # a random action is still a well-formed response
+    assert (df["response_token_ids"].list.len() == 0).all()  # text only: sft tokenizes
+    assert df["policy_version"].unique().to_list() == ["oracle+random0.25"]
+
+
+def test_pipeline_sft_checkpoint(pipeline, tiny_model_dir):
+    out = pipeline / "sft"
+    policy, base = load_policy(out), load_policy(tiny_model_dir)
+    assert policy.meta["parent"] == str(tiny_model_dir) and policy.meta["step"] == 3
+    assert "update_index" not in policy.meta  # RL's cosine schedule starts from the beginning
+    assert not torch.equal(policy.lm_head.weight, base.lm_head.weight)
+    assert len((out / sft.LOSS_CSV).read_text().splitlines()) == 1 + 3
+    assert (out / sft.LOSS_PNG).read_bytes()[:4] == b"\x89PNG"
+    assert not sft.state_dir(out).exists()  # the resumable snapshot is gone once the checkpoint is in
+    assert not (out / "optimizer.pt").exists()  # update must not load AdamW's state into Adam
+
+
+def test_pipeline_rl_iteration_and_eval(pipeline):
+    read_stage(pipeline / "iter/000000/rollouts", ROLLOUT_SCHEMA)
+    scored = read_stage(pipeline / "iter/000000/scored", SCORED_SCHEMA)
+    assert scored["episode_id"].n_unique() == 4
+    a, b = load_policy(pipeline / "ckpt/000000"), load_policy(pipeline / "ckpt/000001")
+    assert torch.equal(a.lm_head.weight, load_policy(pipeline / "sft").lm_head.weight)  # RL starts at SFT
+    assert not torch.equal(a.lm_head.weight, b.lm_head.weight)
+    summary = json.loads((pipeline / "eval/000001/summary.json").read_text())
+    ev = read_stage(pipeline / "eval/000001")
+    assert summary["episodes"] == ev["episode_id"].n_unique() == 4
+    assert summary["steps"] == ev.height
+    assert 0.0 <= summary["success_rate"] <= 1.0
+
+
+def test_report_table_and_curve(pipeline):
+    out = invoke("report", pipeline)
+    assert "per iteration" in out and "learning_curve.png" in out
+    assert (pipeline / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    from vlmagent.report import gather
+
+    rows = gather(pipeline)
+    assert [r["iteration"] for r in rows] == [0, 1]
+    assert {"train_success", "approx_kl", "clipfrac"} <= set(rows[0]) and "eval_success" in rows[1]
+
+
+def test_report_of_an_empty_run_is_a_user_error(tmp_path):
+    res = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "iterations yet" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "nope" in res.output
+
+
+# --- demos -------------------------------------------------------------------------------------------
+
+
+def test_with_action_keeps_the_reasoning_and_names_the_new_action():
+    env = make_env("blackjack", image_size=64)
+    env.reset(seed=1)
+    text = prompts.oracle_response("blackjack", env, cot=True)
+    for action in ("hit", "stand"):
+        new = demos.with_action(text, action)
+        assert prompts.parse(env.unwrapped.actions, new) == (action, True)
+        assert new[: prompts.action_char_start(new)] == text[: prompts.action_char_start(text)]
+    assert json.loads(demos.with_action(text, "hit"))["action"] == "hit"  # still valid JSON
+
+
+def test_epsilon_actor_rate():
+    oracle = collect.oracle_actor("blackjack", True)
+    assert demos.epsilon_actor(oracle, 0.0) is oracle
+    envs = [make_env("blackjack", image_size=64) for _ in range(400)]
+    for i, e in enumerate(envs):
+        e.reset(seed=i)
+    rng = np.random.default_rng(0)
+    out = demos.epsilon_actor(oracle, 0.5)(envs, [None] * len(envs), [""] * len(envs), rng)
+    wrong = [prompts.parse(e.unwrapped.actions, c.response)[0] != e.unwrapped.actions[e.unwrapped.oracle_action()]
+             for e, c in zip(envs, out)]  # fmt: skip
+    assert 0.17 < np.mean(wrong) < 0.33  # half the steps random, half of those differ from the oracle
+
+
+# --- sft ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demos") / "d"
+    demos.run(cfg_for_test(env="numberline", episodes=3, demo_random_frac=0.0), out, seed=5)
+    return out
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_model_dir):
+    return load_policy(tiny_model_dir)
+
+
+def test_tokenize_rows_uses_the_samplers_prompt_and_ends_the_turn(demo_dir, policy):
+    df = read_stage(demo_dir)
+    prompt_ids, response_ids = sft.tokenize_rows(policy, df)
+    row = df.row(0, named=True)
+    assert prompt_ids[0] == encode_prompt(policy, row["image"], row["prompt"])[0]
+    assert response_ids[0][-1] == policy.eos_token_ids[0]
+    assert policy.tokenizer.decode(response_ids[0], skip_special_tokens=True) == row["response"]
+    # rows that carry token ids (model rollouts) are used as stored
+    stored = df.with_columns(
+        pl.Series("prompt_token_ids", [[1, 2, 3]] * df.height, dtype=pl.List(pl.Int32)),
+        pl.Series("response_token_ids", [[4, 5]] * df.height, dtype=pl.List(pl.Int32)),
+    )
+    assert sft.tokenize_rows(policy, stored) == ([[1, 2, 3]] * df.height, [[4, 5]] * df.height)
+
+
+def test_sft_loss_is_the_nll_of_response_tokens_only(demo_dir, policy):
+    df = read_stage(demo_dir)[:3]
+    prompt_ids, response_ids = sft.tokenize_rows(policy, df)
+    response_ids = [r[: 5 + 7 * i] for i, r in enumerate(response_ids)]  # ragged lengths
+    images = df["image"].to_list()
+    with torch.no_grad():
+        loss = sft.sft_loss(policy, prompt_ids, response_ids, images)
+        # reference: full logits of the whole sequence, targets = response tokens only
+        nll = []
+        vision = model_inputs_for(policy, images)
+        for b, (p, r) in enumerate(zip(prompt_ids, response_ids)):
+            ids = torch.tensor([p + r])
+            logits = policy.model(
+                input_ids=ids, pixel_values=vision["pixel_values"][b : b + 1], use_cache=False
+            ).logits[0]
+            logp = torch.log_softmax(logits[len(p) - 1 : len(p) + len(r) - 1], dim=-1)
+            nll.append(-logp.gather(1, torch.tensor(r)[:, None]).squeeze(1))
+    assert loss.item() == pytest.approx(torch.cat(nll).mean().item(), rel=1e-4)
+
+
+def test_sft_loss_goes_down_on_a_fixed_batch(demo_dir, tiny_model_dir):
+    policy = load_policy(tiny_model_dir)
+    df = read_stage(demo_dir)[:4]
+    prompt_ids, response_ids = sft.tokenize_rows(policy, df)
+    images = df["image"].to_list()
+    opt = torch.optim.AdamW(policy.model.parameters(), lr=1e-3)
+    losses = []
+    policy.model.train()
+    for _ in range(8):
+        loss = sft.sft_loss(policy, prompt_ids, response_ids, images)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_sft_killed_and_rerun_gives_the_same_weights(demo_dir, tiny_model_dir, tmp_path, monkeypatch):
+    cfg = cfg_for_test(sft_steps=4, sft_batch_size=2, sft_save_every=2, sft_warmup=1)
+    whole = sft.run(cfg, [demo_dir], tiny_model_dir, tmp_path / "whole")
+    calls = {"n": 0}
+    real = sft.sft_loss
+
+    def dies_at_step_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed after the snapshot at step 2
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sft, "sft_loss", dies_at_step_3)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        sft.run(cfg, [demo_dir], tiny_model_dir, out)
+    assert not out.exists() and sft.state_dir(out).exists()
+    monkeypatch.setattr(sft, "sft_loss", real)
+    resumed = sft.run(cfg, [demo_dir], tiny_model_dir, out)
+    assert resumed["resumed_at"] == 2 and whole["resumed_at"] == 0
+    a, b = load_policy(tmp_path / "whole"), load_policy(out)
+    assert b.meta["parent"] == str(tiny_model_dir)
+    for (name, pa), (_, pb) in zip(a.model.named_parameters(), b.model.named_parameters()):
+        assert torch.allclose(pa, pb, atol=1e-6), name
+    assert (tmp_path / "whole" / sft.LOSS_CSV).read_text() == (out / sft.LOSS_CSV).read_text()
+    # a rerun of a finished SFT is a no-op
+    assert sft.run(cfg, [demo_dir], tiny_model_dir, out) == resumed
