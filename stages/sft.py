@@ -82,13 +82,6 @@ def sft_loss(
     return -logp.mean()
 
 
-def vision_parameter_ids(policy: Policy) -> set[int]:
-    """ids of the vision tower's and projector's parameters (the family names its vision modules)."""
-    backbone = policy.family.backbone(policy.model)
-    modules = [getattr(backbone, name) for name in policy.family.vision_modules if hasattr(backbone, name)]
-    return {id(p) for m in modules for p in m.parameters()}
-
-
 def lr_at(cfg: Config, step: int, total: int) -> float:
     """Linear warm-up to sft_lr, then cosine down to a tenth of it."""
     if step < cfg.sft_warmup:
@@ -143,17 +136,14 @@ def run(
     source = policy.meta.get("source", parent)
     # the value head is not trained here: RL fits it from its own returns
     # A randomly initialised vision tower trained at the LM's pace collapses to image-independent
-    # features before the LM learns to read them: it gets its own (lower, or zero) learning rate.
-    vision = vision_parameter_ids(policy)
+    # features before the LM learns to read them: it gets its own (lower) learning rate, or none.
+    if not cfg.train_vision:
+        policy.freeze_vision()
+    vision = {id(p) for p in policy.vision_parameters()}
     params = [p for p in policy.model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if id(p) not in vision], "scale": 1.0}]
-    if cfg.sft_vision_lr_scale > 0 and vision:
+    if any(id(p) in vision for p in params):
         groups.append({"params": [p for p in params if id(p) in vision], "scale": cfg.sft_vision_lr_scale})
-    else:  # frozen: no gradient is even computed for it
-        for p in params:
-            if id(p) in vision:
-                p.requires_grad_(False)
-        params = [p for p in params if id(p) not in vision]
     optimizer = torch.optim.AdamW(groups, lr=cfg.sft_lr, weight_decay=cfg.sft_weight_decay)
     history: list[dict[str, float]] = []
     if resume:

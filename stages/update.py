@@ -224,6 +224,9 @@ def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> No
     if df.height == 0:
         raise UpdateError(f"{scored}: no steps to train on")
     policy = load_policy(policy_path, device=default_device())
+    if not cfg.train_vision:
+        # also keeps Adam's first steps (about lr per weight whatever the gradient) off a frozen tower
+        policy.freeze_vision()
     update_index = int(policy.meta.get("update_index", 0))
     lr = cosine_lr(cfg, update_index)
     optimizer = torch.optim.Adam(trainable_parameters(policy), lr=lr, eps=cfg.adam_eps)

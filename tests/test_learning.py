@@ -35,6 +35,7 @@ sft_steps = 3
 sft_batch_size = 4
 sft_save_every = 2
 sft_warmup = 1
+train_vision = false
 """
 
 
@@ -78,6 +79,8 @@ def test_pipeline_sft_checkpoint(pipeline, tiny_model_dir):
     assert len((out / sft.LOSS_CSV).read_text().splitlines()) == 1 + 3
     assert (out / sft.LOSS_PNG).read_bytes()[:4] == b"\x89PNG"
     assert not sft.state_dir(out).exists()  # the resumable snapshot is gone once the checkpoint is in
+    for p, q in zip(policy.vision_parameters(), base.vision_parameters(), strict=True):
+        assert torch.equal(p, q)  # train_vision = false
     assert not (out / "optimizer.pt").exists()  # update must not load AdamW's state into Adam
 
 
@@ -88,6 +91,8 @@ def test_pipeline_rl_iteration_and_eval(pipeline):
     a, b = load_policy(pipeline / "ckpt/000000"), load_policy(pipeline / "ckpt/000001")
     assert torch.equal(a.lm_head.weight, load_policy(pipeline / "sft").lm_head.weight)  # RL starts at SFT
     assert not torch.equal(a.lm_head.weight, b.lm_head.weight)
+    for p, q in zip(a.vision_parameters(), b.vision_parameters(), strict=True):
+        assert torch.equal(p, q)  # train_vision = false: not even Adam's first step moves them
     summary = json.loads((pipeline / "eval/000001/summary.json").read_text())
     ev = read_stage(pipeline / "eval/000001")
     assert summary["episodes"] == ev["episode_id"].n_unique() == 4

@@ -81,6 +81,19 @@ def test_init_model_is_deterministic(tmp_path, tiny_model_dir):
         init_model(tmp_path / "c", size="huge")
 
 
+def test_init_model_patch_size_sets_the_image_token_count(tmp_path):
+    out = init_model(tmp_path / "p28", patch_size=28)
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    processor = AutoProcessor.from_pretrained(out)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(images=_image(), text=text, return_tensors="pt")
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == (112 // 28) ** 2
+    assert model(**inputs).logits.shape[1] == inputs["input_ids"].shape[1]  # tokens and patches agree
+    with pytest.raises(ValueError, match="patch size 30"):
+        init_model(tmp_path / "bad", patch_size=30)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.text(max_size=80))
 def test_tokenizer_round_trips_any_text(policy, text):

@@ -129,6 +129,9 @@ def init_model_cmd(
     size: Annotated[str, typer.Option(help="tiny (a few M params) or small (tens of M)")] = "tiny",
     seed: Annotated[int, typer.Option(help="weight initialisation seed")] = 0,
     image_size: Annotated[int, typer.Option(help="image processor size in pixels")] = 112,
+    patch_size: Annotated[
+        int, typer.Option(help="vision patch size in pixels (image_size / patch_size squared image tokens)")
+    ] = 14,
 ) -> None:
     """Build a randomly initialised LLaVA-architecture model with our own tokenizer (offline)."""
     from vlmagent.policy.tiny import SIZES, init_model
@@ -138,7 +141,9 @@ def init_model_cmd(
             raise UserError(f"--size {size!r}: expected one of {', '.join(SIZES)}")
         if out.exists():
             raise UserError(f"{out} exists")
-        console.print(f"wrote {init_model(out, size=size, seed=seed, image_size=image_size)}")
+        console.print(
+            f"wrote {init_model(out, size=size, seed=seed, image_size=image_size, patch_size=patch_size)}"
+        )
 
 
 @app.command()

@@ -64,6 +64,11 @@ class Config:
     max_grad_norm: float = _f(0.01, "gradient norm clip")
     target_kl: float = _f(0.0, "stop an update's epochs early when approx KL exceeds this (0 = never)")
     logprob_chunk: int = _f(512, "response tokens per chunk in the fused log-prob")
+    train_vision: bool = _f(
+        True,
+        "sft and update train the vision tower and projector (false: frozen as loaded; a randomly"
+        " initialised tower trained with a tiny LM collapses to image-independent features)",
+    )
     lora: bool = _f(False, "train LoRA adapters (peft) instead of the full model")
     lora_r: int = _f(8, "LoRA rank")
     lora_alpha: int = _f(16, "LoRA alpha")
@@ -77,7 +82,7 @@ class Config:
     sft_warmup: int = _f(20, "SFT warm-up steps")
     sft_weight_decay: float = _f(0.0, "SFT AdamW weight decay")
     sft_vision_lr_scale: float = _f(
-        1.0, "SFT lr of the vision tower and projector as a multiple of sft_lr (0 = frozen)"
+        1.0, "SFT lr of the vision tower and projector as a multiple of sft_lr (when train_vision)"
     )
     sft_save_every: int = _f(100, "SFT steps between resumable snapshots (model + optimizer + step)")
     # eval

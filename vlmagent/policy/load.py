@@ -131,6 +131,17 @@ class Policy:
         eos = eos if eos is not None else self.tokenizer.eos_token_id
         return [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
 
+    def vision_parameters(self) -> list[nn.Parameter]:
+        """The vision tower's and projector's parameters (the family names its vision modules)."""
+        backbone = self.family.backbone(self.model)
+        modules = [getattr(backbone, name) for name in self.family.vision_modules if hasattr(backbone, name)]
+        return [p for m in modules for p in m.parameters()]
+
+    def freeze_vision(self) -> None:
+        """No gradient for the vision tower and projector: sft and update leave them as loaded."""
+        for p in self.vision_parameters():
+            p.requires_grad_(False)
+
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,182 @@
+"""Does it learn? One task's recipe end to end, with the success rate on held-out seeds after SFT and
+after RL, and the wall time of each phase on this machine.
+
+    python bench/learn.py numberline                   # recipes/numberline.toml -> runs/learn/numberline
+    python bench/learn.py numberline --name nl-lambda1 --set cot_lambda=1.0 --sft-from runs/learn/numberline
+    python bench/learn.py --table                      # the results table (markdown) of every run so far
+
+Phases (each a `vlmagent` command, logged to RUN/commands.sh; a rerun skips what is done, so a killed
+bench continues): init-model -> demos -> sft -> eval of the SFT policy -> loop (RL, ending with the
+eval of the last checkpoint on the same held-out seeds) -> eval of the oracle on those seeds (the
+ceiling) -> report. The RL phase's time is the loop's minus its final eval (from the file times of
+the last checkpoint and the eval summary). Results go to RUN/results.json; the learning curve and the
+SFT loss curve are copied to docs/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parent.parent
+VLMAGENT = [sys.executable, "-m", "vlmagent.cli"]
+RESULTS = ROOT / "docs" / "results"
+PAPER = {"numberline": 89.4, "ezpoints": 50.0, "blackjack": 40.2, "points24": 2.3}
+
+
+def toml_value(v) -> str:
+    return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
+
+def parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = tomllib.loads(f"v = {value}")["v"] if value else ""
+    return out
+
+
+def sh(run: Path, *args) -> float:
+    """Run one vlmagent command (appended to RUN/commands.sh); its wall time in seconds."""
+    cmd = [str(a) for a in args]
+    line = "vlmagent " + " ".join(shlex.quote(c) for c in cmd)
+    with open(run / "commands.sh", "a") as f:
+        f.write(line + "\n")
+    print("$ " + line, flush=True)
+    t = time.perf_counter()
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "HF_HUB_OFFLINE": "1"}
+    subprocess.run(VLMAGENT + cmd, check=True, cwd=ROOT, env=env)
+    return time.perf_counter() - t
+
+
+def seeds(stage_dir: Path) -> set[int]:
+    return set(pl.read_parquet(stage_dir / "*.parquet", columns=["env_seed"])["env_seed"].to_list())
+
+
+def run_task(task: str, name: str, overrides: dict, sft_from: Path | None, runs: Path) -> dict:
+    recipe = tomllib.loads((ROOT / "recipes" / f"{task}.toml").read_text())
+    knobs, settings = recipe["recipe"], {**recipe["run"], **overrides}
+    run = runs / name
+    run.mkdir(parents=True, exist_ok=True)
+    times_file = run / "times.json"
+    times = json.loads(times_file.read_text()) if times_file.exists() else {}
+
+    def phase(key: str, fn) -> None:
+        if key not in times:
+            times[key] = fn()
+            times_file.write_text(json.dumps(times, indent=1))
+
+    sft = (sft_from / "sft") if sft_from else run / "sft"
+    settings["policy"] = str(sft.resolve())
+    toml = run / "run.toml"
+    if not toml.exists():
+        toml.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in settings.items()))
+    if sft_from is None:
+        base = run / "base"
+        init = ["init-model", base, "--size", knobs["model_size"], "--image-size", knobs["model_image_size"]]
+        init += ["--patch-size", knobs.get("model_patch_size", 14)]
+        phase("init", lambda: 0.0 if base.exists() else sh(run, *init))
+        phase("demos", lambda: sh(run, "demos", "--run", run, "--episodes", knobs["demo_episodes"]))
+        phase(
+            "sft",
+            lambda: sh(run, "sft", "--run", run, "--data", run / "demos", "--policy", base, "--out", sft),
+        )
+    eval0 = run / "eval" / "000000"
+    phase("eval_sft", lambda: sh(run, "eval", "--run", run, "--policy", sft, "--out", eval0))
+    iterations = int(knobs["iterations"])
+    final = run / "eval" / f"{iterations:06d}"
+
+    def rl() -> float:
+        wall = sh(run, "loop", "--run", run, "--iterations", iterations)
+        eval_time = (final / "summary.json").stat().st_mtime - (
+            run / "ckpt" / f"{iterations:06d}" / "vlmagent.json"
+        ).stat().st_mtime
+        times["eval_rl"] = eval_time
+        return wall - eval_time
+
+    phase("rl", rl)
+    oracle = run / "eval_oracle"
+    phase("eval_oracle", lambda: sh(run, "eval", "--run", run, "--policy", "oracle", "--out", oracle))
+    sh(run, "report", run)
+    # held out: no eval seed was a demo or training seed
+    train_seeds = set().union(*(seeds(d) for d in (run / "iter").glob("*/rollouts")))
+    if (sft.parent / "demos").is_dir():
+        train_seeds |= seeds(sft.parent / "demos")
+    assert not (seeds(final) & train_seeds), "an eval seed was used in demos or training"
+    summary = {
+        k: json.loads((d / "summary.json").read_text())
+        for k, d in (("sft", eval0), ("rl", final), ("oracle", oracle))
+    }
+    result = {
+        "task": task,
+        "name": name,
+        "overrides": overrides,
+        "sft_from": str(sft_from) if sft_from else None,
+        "iterations": iterations,
+        "episodes_per_iteration": settings.get("episodes"),
+        "demo_episodes": knobs.get("demo_episodes"),
+        "model": f"{knobs['model_size']} {knobs['model_image_size']}px/{knobs.get('model_patch_size', 14)}",
+        "success": {k: v["success_rate"] for k, v in summary.items()},
+        "mean_return": {k: v["mean_return"] for k, v in summary.items()},
+        "parse_failure": {k: v["parse_failure_rate"] for k, v in summary.items()},
+        "eval_episodes": summary["rl"]["episodes"],
+        "seconds": times,
+    }
+    (run / "results.json").write_text(json.dumps(result, indent=1))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run / "learning_curve.png", RESULTS / f"{name}_learning_curve.png")
+    if (sft / "loss.png").exists() and sft_from is None:
+        shutil.copy(sft / "loss.png", RESULTS / f"{name}_sft_loss.png")
+    shutil.copy(run / "commands.sh", RESULTS / f"{name}_commands.sh")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def table() -> str:
+    lines = [
+        "| run | model | demos | SFT success | RL success | oracle | paper 7B | SFT phase | RL phase (iters) | evals |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for path in sorted(RESULTS.glob("*.json")):
+        r = json.loads(path.read_text())
+        s, t = r["success"], r["seconds"]
+        sft_time = sum(t.get(k, 0.0) for k in ("init", "demos", "sft"))
+        evals = sum(t.get(k, 0.0) for k in ("eval_sft", "eval_rl"))
+        lines.append(
+            f"| {r['name']} | {r['model']} | {r['demo_episodes']} | {100 * s['sft']:.1f}% | {100 * s['rl']:.1f}% "
+            f"| {100 * s['oracle']:.1f}% | {PAPER.get(r['task'], float('nan'))}% | {sft_time / 60:.1f} min "
+            f"| {t.get('rl', 0.0) / 60:.1f} min ({r['iterations']}) | {evals / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "task", nargs="?", help="numberline, blackjack, ezpoints or points24 (recipes/<task>.toml)"
+    )
+    ap.add_argument("--name", help="run name (default: the task)")
+    ap.add_argument("--set", action="append", default=[], help="override a run.toml key: key=value")
+    ap.add_argument("--sft-from", type=Path, help="reuse the SFT checkpoint of this earlier bench run")
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "learn", help="where bench runs live")
+    ap.add_argument("--table", action="store_true", help="print the results table of docs/results/*.json")
+    args = ap.parse_args()
+    if args.table or not args.task:
+        print(table())
+        return
+    result = run_task(args.task, args.name or args.task, parse_set(args.set), args.sft_from, args.runs)
+    print(json.dumps({k: result[k] for k in ("name", "success", "seconds")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
