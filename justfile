@@ -5,7 +5,7 @@ py := ".venv/bin/python"
 setup:
     test -x .venv/bin/python || python3 -m venv .venv
     .venv/bin/pip install -q torch==2.13.0
-    .venv/bin/pip install -q -e '.[dev]'
+    .venv/bin/pip install -q -e '.[dev,lora]'
 
 # the test suite (what CI runs)
 test *args:

@@ -34,6 +34,7 @@ from vlmagent.policy.checkpoint import save_checkpoint
 from vlmagent.policy.forward import forward_hidden
 from vlmagent.policy.load import META_FILE, Policy, encode_prompt, load_policy, model_inputs_for
 from vlmagent.policy.logprob import token_logprobs
+from vlmagent.policy.lora import with_lora
 from vlmagent.shards import ShardError, read_stage
 
 STATE_OPTIMIZER = "sft_optimizer.pt"  # not update's optimizer.pt: Adam must not inherit AdamW's state
@@ -130,7 +131,7 @@ def run(
         raise ValueError(f"SFT needs at least one step, got {steps}")
     state = state_dir(out)
     resume = (state / META_FILE).exists()
-    policy = load_policy(state if resume else policy_path)
+    policy = with_lora(load_policy(state if resume else policy_path), cfg)
     start = int(policy.meta.get("sft_step", 0)) if resume else 0
     parent = policy.meta.get("sft_parent", str(policy_path)) if resume else str(policy_path)
     source = policy.meta.get("source", parent)

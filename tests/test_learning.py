@@ -239,3 +239,27 @@ def test_sft_killed_and_rerun_gives_the_same_weights(demo_dir, tiny_model_dir, t
     assert (tmp_path / "whole" / sft.LOSS_CSV).read_text() == (out / sft.LOSS_CSV).read_text()
     # a rerun of a finished SFT is a no-op
     assert sft.run(cfg, [demo_dir], tiny_model_dir, out) == resumed
+
+
+def test_lora_run_trains_only_the_adapter(tmp_path):
+    """lora = true: ckpt/000000 is adapters on the tiny model built into run/base; one RL iteration
+    changes the adapter and leaves the base weights on disk as they were."""
+    pytest.importorskip("peft")
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.toml").write_text(RUN_TOML + "lora = true\nlora_r = 4\n")
+    invoke("loop", "--run", run, "--iterations", 1)
+    base_before = load_file(run / "base/model.safetensors")
+    c0, c1 = run / "ckpt/000000", run / "ckpt/000001"
+    for c in (c0, c1):
+        assert (c / "adapter_model.safetensors").exists() and not (c / "model.safetensors").exists()
+        assert json.loads((c / "vlmagent.json").read_text())["base_model"] == str((run / "base").resolve())
+    a0, a1 = load_file(c0 / "adapter_model.safetensors"), load_file(c1 / "adapter_model.safetensors")
+    assert a0.keys() == a1.keys() and all("lora_" in k for k in a0)  # train_vision = false: no tower copy
+    assert any(not torch.equal(a0[k], a1[k]) for k in a0)
+    base_after = load_file(run / "base/model.safetensors")
+    assert all(torch.equal(base_before[k], base_after[k]) for k in base_before)
+    policy = load_policy(c1)
+    assert policy.meta["update_index"] == 1 and any("lora_" in n for n, _ in policy.model.named_parameters())

@@ -37,16 +37,24 @@ def latest_ckpt(run: Path) -> int | None:
 
 
 def ensure_initial_checkpoint(cfg, run: Path) -> Path:
-    """ckpt/000000 of a run: the tiny model (init-model) when cfg.policy is empty, else a copy of it."""
+    """ckpt/000000 of a run: the tiny model (init-model) when cfg.policy is empty, else a copy of it.
+
+    With cfg.lora the copy is LoRA adapters on cfg.policy (or on the tiny model, built into run/base).
+    """
     from vlmagent.policy.checkpoint import save_checkpoint
     from vlmagent.policy.load import load_policy
+    from vlmagent.policy.lora import with_lora
     from vlmagent.policy.tiny import init_model
 
     dest = ckpt_dir(run, 0)
     if dest.exists():
         return dest
-    if not cfg.policy:
+    if not cfg.policy and not cfg.lora:
         return init_model(dest, seed=cfg.seed)
-    p = load_policy(cfg.policy)
-    meta = {"step": 0, "parent": None, "source": cfg.policy}
+    source = str(Path(cfg.policy).resolve()) if cfg.policy and Path(cfg.policy).exists() else cfg.policy
+    if not source:
+        base = run / "base"
+        source = str((base if base.exists() else init_model(base, seed=cfg.seed)).resolve())
+    p = with_lora(load_policy(source), cfg)
+    meta = {"step": 0, "parent": None, "source": source}
     return save_checkpoint(dest, p.model, p.processor, p.value_head, meta)

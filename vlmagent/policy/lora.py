@@ -56,6 +56,14 @@ def apply_lora(
     return policy
 
 
+def with_lora(policy: Policy, cfg) -> Policy:
+    """The policy with LoRA adapters as cfg asks (lora, lora_r, lora_alpha, train_vision); unchanged when
+    cfg.lora is off or the policy already carries adapters (a LoRA SFT checkpoint, say)."""
+    if not cfg.lora or is_lora(policy.model):
+        return policy
+    return apply_lora(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, train_vision=cfg.train_vision)
+
+
 def load_lora_model(path: Path, base: str, dtype, device):
     """The base model from `base` with the adapter saved in `path` on it, trainable."""
     from transformers import AutoModelForImageTextToText
