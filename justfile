@@ -45,3 +45,16 @@ bench-loop:
 # fused log-prob against the naive one: memory and time
 bench-logprob:
     {{py}} bench/logprob.py
+
+# does it learn? one task's recipe end to end (recipes/<task>.toml): SFT, RL, held-out evals, curves
+learn task *args:
+    {{py}} bench/learn.py {{task}} {{args}}
+
+# the CoT ablation on NumberLine: lambda 1 (from the same SFT checkpoint) and the action-only prompt
+learn-ablation:
+    {{py}} bench/learn.py numberline --name numberline-lambda1 --set cot_lambda=1.0 --sft-from runs/learn/numberline
+    {{py}} bench/learn.py numberline --name numberline-nocot --set cot=false --set max_new_tokens=16
+
+# the results table (markdown) of every bench/learn.py run in docs/results
+learn-table:
+    {{py}} bench/learn.py --table

@@ -48,7 +48,8 @@ def parse_set(items: list[str]) -> dict:
 
 def sh(run: Path, *args) -> float:
     """Run one vlmagent command (appended to RUN/commands.sh); its wall time in seconds."""
-    cmd = [str(a) for a in args]
+    # paths relative to the repo root (the commands run there): commands.sh reruns from any clone
+    cmd = [os.path.relpath(a, ROOT) if isinstance(a, Path) else str(a) for a in args]
     line = "vlmagent " + " ".join(shlex.quote(c) for c in cmd)
     with open(run / "commands.sh", "a") as f:
         f.write(line + "\n")
@@ -137,7 +138,8 @@ def run_task(task: str, name: str, overrides: dict, sft_from: Path | None, runs:
     shutil.copy(run / "learning_curve.png", RESULTS / f"{name}_learning_curve.png")
     if (sft / "loss.png").exists() and sft_from is None:
         shutil.copy(sft / "loss.png", RESULTS / f"{name}_sft_loss.png")
-    shutil.copy(run / "commands.sh", RESULTS / f"{name}_commands.sh")
+    for src, dst in (("commands.sh", "commands.sh"), ("run.toml", "run.toml")):  # the commands read run.toml
+        (RESULTS / f"{name}_{dst}").write_text((run / src).read_text().replace(f"{ROOT}/", ""))
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
     return result
 

@@ -439,7 +439,7 @@ def report(
         if not rows:
             raise UserError(f"{run}: no iterations yet (no iter/k/rollouts, update.json or eval/k)")
         console.print(rep.table(rows, f"{run}: per iteration"))
-        console.print(f"learning curve: {rep.plot(rows, png or run / rep.CURVE_PNG, str(run))}")
+        console.print(f"learning curve: {rep.plot(rows, png or run / rep.CURVE_PNG, run.resolve().name)}")
 
 
 if __name__ == "__main__":
