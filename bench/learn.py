@@ -138,8 +138,9 @@ def run_task(task: str, name: str, overrides: dict, sft_from: Path | None, runs:
     shutil.copy(run / "learning_curve.png", RESULTS / f"{name}_learning_curve.png")
     if (sft / "loss.png").exists() and sft_from is None:
         shutil.copy(sft / "loss.png", RESULTS / f"{name}_sft_loss.png")
-    for src, dst in (("commands.sh", "commands.sh"), ("run.toml", "run.toml")):  # the commands read run.toml
-        (RESULTS / f"{name}_{dst}").write_text((run / src).read_text().replace(f"{ROOT}/", ""))
+    for file in ("commands.sh", "run.toml"):  # the commands read run.toml; a rerun logs report again
+        lines = (run / file).read_text().replace(f"{ROOT}/", "").splitlines()
+        (RESULTS / f"{name}_{file}").write_text("\n".join(dict.fromkeys(lines)) + "\n")
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
     return result
 
