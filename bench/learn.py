@@ -154,10 +154,11 @@ def table() -> str:
         r = json.loads(path.read_text())
         s, t = r["success"], r["seconds"]
         sft_time = sum(t.get(k, 0.0) for k in ("init", "demos", "sft"))
+        sft_phase = f"{Path(r['sft_from']).name}'s" if r["sft_from"] else f"{sft_time / 60:.1f} min"
         evals = sum(t.get(k, 0.0) for k in ("eval_sft", "eval_rl"))
         lines.append(
             f"| {r['name']} | {r['model']} | {r['demo_episodes']} | {100 * s['sft']:.1f}% | {100 * s['rl']:.1f}% "
-            f"| {100 * s['oracle']:.1f}% | {PAPER.get(r['task'], float('nan'))}% | {sft_time / 60:.1f} min "
+            f"| {100 * s['oracle']:.1f}% | {PAPER.get(r['task'], float('nan'))}% | {sft_phase} "
             f"| {t.get('rl', 0.0) / 60:.1f} min ({r['iterations']}) | {evals / 60:.1f} min |"
         )
     return "\n".join(lines)
