@@ -64,7 +64,9 @@ def seeds(stage_dir: Path) -> set[int]:
     return set(pl.read_parquet(stage_dir / "*.parquet", columns=["env_seed"])["env_seed"].to_list())
 
 
-def run_task(task: str, name: str, overrides: dict, sft_from: Path | None, runs: Path) -> dict:
+def run_task(
+    task: str, name: str, overrides: dict, sft_from: Path | None, runs: Path, iterations: int | None = None
+) -> dict:
     recipe = tomllib.loads((ROOT / "recipes" / f"{task}.toml").read_text())
     knobs, settings = recipe["recipe"], {**recipe["run"], **overrides}
     run = runs / name
@@ -94,8 +96,8 @@ def run_task(task: str, name: str, overrides: dict, sft_from: Path | None, runs:
         )
     eval0 = run / "eval" / "000000"
     phase("eval_sft", lambda: sh(run, "eval", "--run", run, "--policy", sft, "--out", eval0))
-    iterations = int(knobs["iterations"])
-    final = run / "eval" / f"{iterations:06d}"
+    iterations = int(knobs["iterations"]) if iterations is None else iterations
+    final = run / "eval" / f"{iterations:06d}"  # with no RL iteration: the SFT eval
 
     def rl() -> float:
         wall = sh(run, "loop", "--run", run, "--iterations", iterations)
@@ -105,10 +107,12 @@ def run_task(task: str, name: str, overrides: dict, sft_from: Path | None, runs:
         times["eval_rl"] = eval_time
         return wall - eval_time
 
-    phase("rl", rl)
+    if iterations:
+        phase("rl", rl)
     oracle = run / "eval_oracle"
     phase("eval_oracle", lambda: sh(run, "eval", "--run", run, "--policy", "oracle", "--out", oracle))
-    sh(run, "report", run)
+    if iterations:
+        sh(run, "report", run)
     # held out: no eval seed was a demo or training seed
     train_seeds = set().union(*(seeds(d) for d in (run / "iter").glob("*/rollouts")))
     if (sft.parent / "demos").is_dir():
@@ -135,7 +139,8 @@ def run_task(task: str, name: str, overrides: dict, sft_from: Path | None, runs:
     }
     (run / "results.json").write_text(json.dumps(result, indent=1))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run / "learning_curve.png", RESULTS / f"{name}_learning_curve.png")
+    if iterations:
+        shutil.copy(run / "learning_curve.png", RESULTS / f"{name}_learning_curve.png")
     if (sft / "loss.png").exists() and sft_from is None:
         shutil.copy(sft / "loss.png", RESULTS / f"{name}_sft_loss.png")
     for file in ("commands.sh", "run.toml"):  # the commands read run.toml; a rerun logs report again
@@ -155,9 +160,10 @@ def table() -> str:
         s, t = r["success"], r["seconds"]
         sft_time = sum(t.get(k, 0.0) for k in ("init", "demos", "sft"))
         sft_phase = f"{Path(r['sft_from']).name}'s" if r["sft_from"] else f"{sft_time / 60:.1f} min"
+        rl_success = f"{100 * s['rl']:.1f}%" if r["iterations"] else "not run"
         evals = sum(t.get(k, 0.0) for k in ("eval_sft", "eval_rl"))
         lines.append(
-            f"| {r['name']} | {r['model']} | {r['demo_episodes']} | {100 * s['sft']:.1f}% | {100 * s['rl']:.1f}% "
+            f"| {r['name']} | {r['model']} | {r['demo_episodes']} | {100 * s['sft']:.1f}% | {rl_success} "
             f"| {100 * s['oracle']:.1f}% | {PAPER.get(r['task'], float('nan'))}% | {sft_phase} "
             f"| {t.get('rl', 0.0) / 60:.1f} min ({r['iterations']}) | {evals / 60:.1f} min |"
         )
@@ -172,13 +178,16 @@ def main() -> None:
     ap.add_argument("--name", help="run name (default: the task)")
     ap.add_argument("--set", action="append", default=[], help="override a run.toml key: key=value")
     ap.add_argument("--sft-from", type=Path, help="reuse the SFT checkpoint of this earlier bench run")
+    ap.add_argument("--iterations", type=int, help="RL iterations (default: the recipe's; 0: SFT only)")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "learn", help="where bench runs live")
     ap.add_argument("--table", action="store_true", help="print the results table of docs/results/*.json")
     args = ap.parse_args()
     if args.table or not args.task:
         print(table())
         return
-    result = run_task(args.task, args.name or args.task, parse_set(args.set), args.sft_from, args.runs)
+    result = run_task(
+        args.task, args.name or args.task, parse_set(args.set), args.sft_from, args.runs, args.iterations
+    )
     print(json.dumps({k: result[k] for k in ("name", "success", "seconds")}, indent=1))
 
 
