@@ -28,14 +28,12 @@ from pathlib import Path
 
 import polars as pl
 
+from vlmagent.config import toml_text
+
 ROOT = Path(__file__).resolve().parent.parent
 VLMAGENT = [sys.executable, "-m", "vlmagent.cli"]
 RESULTS = ROOT / "docs" / "results"
 PAPER = {"numberline": 89.4, "ezpoints": 50.0, "blackjack": 40.2, "points24": 2.3}
-
-
-def toml_value(v) -> str:
-    return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
 
 
 def parse_set(items: list[str]) -> dict:
@@ -83,7 +81,7 @@ def run_task(
     settings["policy"] = str(sft.resolve())
     toml = run / "run.toml"
     if not toml.exists():
-        toml.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in settings.items()))
+        toml.write_text(toml_text(settings))
     if sft_from is None:
         base = run / "base"
         init = ["init-model", base, "--size", knobs["model_size"], "--image-size", knobs["model_image_size"]]

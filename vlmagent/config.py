@@ -126,12 +126,14 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     return cfg
 
 
+def toml_text(values: dict[str, Any]) -> str:
+    """run.toml text of these settings, one `key = value` line each, in their order."""
+    lines = [f"{k} = {str(v).lower() if isinstance(v, bool) else json.dumps(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
 def save_config(cfg: Config, path: Path) -> None:
-    lines = []
-    for name in FIELDS:
-        v = getattr(cfg, name)
-        lines.append(f"{name} = {json.dumps(v)}" if not isinstance(v, bool) else f"{name} = {str(v).lower()}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    Path(path).write_text(toml_text(config_dict(cfg)))
 
 
 def config_dict(cfg: Config) -> dict[str, Any]:
