@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -33,7 +34,7 @@ from vlmagent.config import toml_text
 ROOT = Path(__file__).resolve().parent.parent
 VLMAGENT = [sys.executable, "-m", "vlmagent.cli"]
 RESULTS = ROOT / "docs" / "results"
-PAPER = {"numberline": 89.4, "ezpoints": 50.0, "blackjack": 40.2, "points24": 2.3}
+PAPER = {"numberline": 89.4, "ezpoints": 50.0, "blackjack": 40.2, "points24": 2.3, "alfworld": 21.7}
 
 
 def parse_set(items: list[str]) -> dict:
@@ -62,6 +63,25 @@ def seeds(stage_dir: Path) -> set[int]:
     return set(pl.read_parquet(stage_dir / "*.parquet", columns=["env_seed"])["env_seed"].to_list())
 
 
+def problems(game_dir: Path) -> set[str]:
+    """The PDDL problems of a folder of ALFWorld games (two games are the same game if these match)."""
+    return {
+        re.sub(r"\(problem [^)]*\)", "", json.loads(p.read_text())["pddl_problem"])  # the name has the seed
+        for p in game_dir.glob("*/*/game.tw-pddl")
+    }
+
+
+def success_by_task_type(stage_dir: Path) -> dict[str, float]:
+    """Success rate per ALFWorld task type, from each episode's last step."""
+    df = pl.read_parquet(stage_dir / "*.parquet", columns=["episode_id", "step", "info"])
+    last = df.sort("step").group_by("episode_id").last()
+    out: dict[str, list[bool]] = {}
+    for info in last["info"]:
+        info = json.loads(info)
+        out.setdefault(info["task_type"], []).append(bool(info["success"]))
+    return {k: sum(v) / len(v) for k, v in sorted(out.items())}
+
+
 def run_task(
     task: str, name: str, overrides: dict, sft_from: Path | None, runs: Path, iterations: int | None = None
 ) -> dict:
@@ -79,6 +99,14 @@ def run_task(
 
     sft = (sft_from / "sft") if sft_from else run / "sft"
     settings["policy"] = str(sft.resolve())
+    if "train_games_per_type" in knobs:  # ALFWorld: our own games, train and held-out drawn apart
+        games = (sft_from or run) / "games"
+        settings["alfworld_games"] = str(games.resolve())
+        for split, seed in (("train", 0), ("heldout", 1)):
+            per_type = knobs[f"{split}_games_per_type"]
+            args = ("alfworld-games", games / split, "--per-type", per_type, "--seed", seed)
+            phase(f"games_{split}", lambda args=args: sh(run, *args))
+        assert not problems(games / "train") & problems(games / "heldout"), "a held-out game is a train game"
     toml = run / "run.toml"
     if not toml.exists():
         toml.write_text(toml_text(settings))
@@ -107,8 +135,9 @@ def run_task(
 
     if iterations:
         phase("rl", rl)
-    oracle = run / "eval_oracle"
+    oracle, random = run / "eval_oracle", run / "eval_random"
     phase("eval_oracle", lambda: sh(run, "eval", "--run", run, "--policy", "oracle", "--out", oracle))
+    phase("eval_random", lambda: sh(run, "eval", "--run", run, "--policy", "random", "--out", random))
     if iterations:
         sh(run, "report", run)
     # held out: no eval seed was a demo or training seed
@@ -116,10 +145,8 @@ def run_task(
     if (sft.parent / "demos").is_dir():
         train_seeds |= seeds(sft.parent / "demos")
     assert not (seeds(final) & train_seeds), "an eval seed was used in demos or training"
-    summary = {
-        k: json.loads((d / "summary.json").read_text())
-        for k, d in (("sft", eval0), ("rl", final), ("oracle", oracle))
-    }
+    stages = {"sft": eval0, "rl": final, "oracle": oracle, "random": random}
+    summary = {k: json.loads((d / "summary.json").read_text()) for k, d in stages.items()}
     result = {
         "task": task,
         "name": name,
@@ -133,6 +160,11 @@ def run_task(
         "mean_return": {k: v["mean_return"] for k, v in summary.items()},
         "parse_failure": {k: v["parse_failure_rate"] for k, v in summary.items()},
         "eval_episodes": summary["rl"]["episodes"],
+        **(
+            {"success_by_task_type": {k: success_by_task_type(d) for k, d in stages.items()}}
+            if task == "alfworld"
+            else {}
+        ),
         "seconds": times,
     }
     (run / "results.json").write_text(json.dumps(result, indent=1))

@@ -117,6 +117,13 @@ def shard_indices(episodes: int, per_shard: int) -> list[tuple[int, int]]:
     ]
 
 
+def env_kwargs(cfg: Config) -> dict[str, Any]:
+    """make_env's keyword arguments for this config's env."""
+    if cfg.env.startswith("alfworld") and cfg.alfworld_games:
+        return {"image_size": cfg.image_size, "games_root": cfg.alfworld_games}
+    return {"image_size": cfg.image_size}
+
+
 def run_episodes(
     cfg: Config,
     actor: Actor,
@@ -133,7 +140,7 @@ def run_episodes(
     rng = np.random.default_rng(sample_seed)
     failure_mode = parse_failure_mode(cfg)
     rows: list[dict[str, Any]] = []
-    envs = [make_env(cfg.env, image_size=cfg.image_size) for _ in range(min(cfg.num_envs, len(env_seeds)))]
+    envs = [make_env(cfg.env, **env_kwargs(cfg)) for _ in range(min(cfg.num_envs, len(env_seeds)))]
     pending = list(range(len(env_seeds)))
     episode = [-1] * len(envs)  # the episode index each slot plays, -1 when idle
     obs: list[Any] = [None] * len(envs)

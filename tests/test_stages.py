@@ -299,3 +299,22 @@ def test_alfworld_runs_through_every_stage(policy, tiny_model_dir, tmp_path):
     )
     assert summary["success_rate"] == 1.0
     assert read_stage(tmp_path / "eval")["env"].unique().to_list() == ["alfworld-heldout"]  # held-out games
+
+
+def test_alfworld_games_command_makes_the_games_a_run_plays(tmp_path):
+    pytest.importorskip("textworld", reason="ALFWorld needs the alfworld extra: pip install -e '.[alfworld]'")
+    runner = CliRunner()
+    for split, seed in (("train", 7), ("heldout", 8)):
+        result = runner.invoke(
+            app, ["alfworld-games", str(tmp_path / "games" / split), "--per-type", "1", "--seed", str(seed)]
+        )
+        assert result.exit_code == 0, result.output
+    made = {p.parent.parent.name for p in (tmp_path / "games").glob("*/*/*/game.tw-pddl")}
+    assert len(made) == 12  # one per task type and split (the folder names the object and scene)
+    cfg = small_cfg(env="alfworld", episodes=6, episodes_per_shard=3, num_envs=3)
+    cfg.alfworld_games = str(tmp_path / "games")
+    summary = eval_stage.run(cfg, tmp_path / "eval", collect.oracle_actor("alfworld", True), "oracle")
+    assert summary["success_rate"] == 1.0
+    games = {json.loads(i)["game"] for i in read_stage(tmp_path / "eval")["info"]}
+    assert games and all(g.split("/")[0] in made for g in games)
+    assert all((tmp_path / "games" / "heldout" / g).is_dir() for g in games)  # eval plays the held-out split

@@ -146,6 +146,32 @@ def init_model_cmd(
         )
 
 
+@app.command("alfworld-games")
+def alfworld_games(
+    out: Annotated[Path, typer.Argument(help="directory to write the games to (e.g. GAMES/train)")],
+    per_type: Annotated[int, typer.Option(help="games per task type (six types)")] = 4,
+    seed: Annotated[int, typer.Option(help="generator seed (the shipped games: 0 train, 1 heldout)")] = 0,
+) -> None:
+    """Generate ALFWorld games of our own, each verified by playing its walkthrough to won.
+
+    Point a run at them with run.toml's alfworld_games = GAMES (holding train/ and heldout/).
+    """
+    from rich.progress import Progress
+
+    from vlmagent.envs.alfworld import TASK_TYPES, engine_available
+    from vlmagent.envs.alfworld_games import generate_games
+
+    with cli_errors():
+        if not engine_available():
+            raise UserError("ALFWorld needs the alfworld package: pip install 'vlmagent[alfworld]'")
+        if per_type < 1:
+            raise UserError(f"--per-type {per_type}: expected at least 1")
+        with Progress(transient=True) as progress:
+            task = progress.add_task("games", total=per_type * len(TASK_TYPES))
+            games = generate_games(out, per_type, seed, on_game=lambda _: progress.advance(task))
+        console.print(f"wrote {len(games)} games to {out}")
+
+
 @app.command()
 def collect(
     env: EnvOpt = None,

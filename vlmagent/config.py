@@ -27,6 +27,11 @@ class Config:
     policy: str = _f(
         "", "initial policy: a checkpoint dir, an HF model dir or hub id; empty = build the tiny model"
     )
+    alfworld_games: str = _f(
+        "",
+        "ALFWorld games root holding train/ and heldout/ (or the official valid_unseen/); empty:"
+        " $VLMAGENT_ALFWORLD_GAMES, else the games shipped in data/alfworld",
+    )
     seed: int = _f(0, "run seed: env seeds and sampling seeds derive from (seed, iteration, shard)")
     # collection
     backend: str = _f("auto", "generation backend: auto (vllm on GPU if installed, else hf), vllm or hf")

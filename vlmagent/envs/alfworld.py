@@ -123,11 +123,11 @@ def _find_games(root: Path, task_types: tuple[str, ...]) -> tuple[Path, ...]:
     return tuple(games)
 
 
-def split_dir(split: str) -> Path:
-    """The folder of a split under the games root: $VLMAGENT_ALFWORLD_GAMES (e.g. the official
-    `$ALFWORLD_DATA/json_2.1.1`) or our shipped `data/alfworld`. "heldout" falls back to the official
-    "valid_unseen" split where there is no "heldout" folder."""
-    root = Path(os.path.expandvars(os.environ.get(GAME_DIR_ENV) or str(DATA_DIR))).expanduser()
+def split_dir(split: str, games_root: str | os.PathLike | None = None) -> Path:
+    """The folder of a split under the games root: `games_root`, else $VLMAGENT_ALFWORLD_GAMES (e.g. the
+    official `$ALFWORLD_DATA/json_2.1.1`), else our shipped `data/alfworld`. "heldout" falls back to the
+    official "valid_unseen" split where there is no "heldout" folder."""
+    root = Path(os.path.expandvars(str(games_root or os.environ.get(GAME_DIR_ENV) or DATA_DIR))).expanduser()
     if split == "heldout" and not (root / split).is_dir() and (root / "valid_unseen").is_dir():
         return root / "valid_unseen"
     return root / split
@@ -596,7 +596,8 @@ class ALFWorldEnv(gym.Env):
 
     step() takes an index into `actions` or a command string; a string that is not admissible (or an
     index out of range) costs -1 and changes nothing. reset(seed) picks a game deterministically from the
-    game directory; options={"game": i} picks game i of `games` instead.
+    game directory; options={"game": i} picks game i of `games` instead. The games are `game_dir`, else the
+    `split` folder ("train" or "heldout") under `games_root` (see split_dir).
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -605,6 +606,7 @@ class ALFWorldEnv(gym.Env):
         self,
         game_dir: str | os.PathLike | None = None,
         split: str = "train",
+        games_root: str | os.PathLike | None = None,
         image_size: int = 300,
         images: bool = True,
         max_steps: int = MAX_STEPS,
@@ -612,7 +614,7 @@ class ALFWorldEnv(gym.Env):
         history: int = 3,
         render_mode: str | None = "rgb_array",
     ) -> None:
-        game_dir = game_dir or split_dir(split)
+        game_dir = game_dir or split_dir(split, games_root)
         self.games = find_games(game_dir, task_types)
         if not self.games:
             raise FileNotFoundError(f"no playable ALFWorld games under {game_dir}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -396,11 +397,16 @@ def make_game(task_type: str, seed: int) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def generate_games(
-    out_dir: str | os.PathLike, n_per_type: int, seed: int = 0, task_types: tuple[str, ...] = TASK_TYPES
+    out_dir: str | os.PathLike,
+    n_per_type: int,
+    seed: int = 0,
+    task_types: tuple[str, ...] = TASK_TYPES,
+    on_game: Callable[[Path], None] | None = None,
 ) -> list[Path]:
     """Write `n_per_type` verified games of each task type under `out_dir`; return their game files.
 
-    Deterministic in `seed`: game k of task type i uses the seed SeedSequence([seed, i, k, attempt]).
+    Deterministic in `seed`: game k of task type i uses the seed SeedSequence([seed, i, k, attempt]), so
+    games 0..n-1 of a larger set are those of a smaller one. `on_game(path)` is called after each game.
     """
     out = Path(out_dir)
     written = []
@@ -425,4 +431,6 @@ def generate_games(
             (folder / "game.tw-pddl").write_text(json.dumps(game))
             (folder / "traj_data.json").write_text(json.dumps(traj, indent=1) + "\n")
             written.append(folder / "game.tw-pddl")
+            if on_game is not None:
+                on_game(folder / "game.tw-pddl")
     return written
