@@ -34,8 +34,8 @@ iteration run:
     .venv/bin/vlmagent score --run {{run}}
     .venv/bin/vlmagent update --run {{run}}
 
-# the PPO update on N processes (gloo on CPU, nccl on GPU)
-update-ddp run nproc="2":
+# the PPO update on N processes, FSDP-sharded (gloo on CPU, nccl on GPU)
+update-fsdp run nproc="2":
     .venv/bin/torchrun --nproc-per-node {{nproc}} -m -- vlmagent.cli update --run {{run}}
 
 # one iteration, stage by stage, with Parquet I/O's share

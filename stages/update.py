@@ -3,6 +3,12 @@
 The schedule position (how many updates came before) and Adam's state travel in the checkpoint, so
 the cosine schedule and the optimizer continue across iterations and across processes. A killed
 update leaves no checkpoint behind; rerun, it starts again from the parent and gives the same result.
+
+Under torchrun every rank takes every world-th step. A full fine-tune is sharded with FSDP2
+(`fully_shard`): each of the model's no-split blocks (decoder and vision layers) and the rest of the
+backbone; the LM head, which the fused log-prob reads whole, and the value head stay replicated with
+their gradients averaged. LoRA (small adapters on a frozen base) replicates the model and averages the
+adapters' gradients. Checkpoint and optimizer state are saved whole, so any world size resumes them.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from rich.progress import Progress
 from vlmagent.config import Config, config_dict, config_hash
 from vlmagent.policy.checkpoint import save_checkpoint
 from vlmagent.policy.forward import evaluate_actions, forward_hidden
-from vlmagent.policy.load import META_FILE, Policy, default_device, load_policy, model_inputs_for
+from vlmagent.policy.load import META_FILE, Policy, default_device, load_policy, model_inputs_for, unwrap
+from vlmagent.policy.lora import is_lora
 from vlmagent.ppo import explained_variance, normalize, policy_loss, value_loss
 from vlmagent.shards import SCORED_SCHEMA, atomic_write, read_stage
 
@@ -89,15 +96,96 @@ def global_normalize(advantages: torch.Tensor) -> torch.Tensor:
     return (advantages - mean) / (var.clamp(min=0).sqrt() + 1e-8)
 
 
+def shard_model(policy: Policy) -> bool:
+    """FSDP2 over the torchrun ranks for a full fine-tune; True when the model is now sharded."""
+    if world()[1] == 1 or is_lora(policy.model):
+        return False
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(policy.device.type, (world()[1],))
+    blocks = set(getattr(unwrap(policy.model), "_no_split_modules", None) or ())
+    backbone = policy.family.backbone(policy.model)
+    for module in list(backbone.modules())[1:]:
+        if type(module).__name__ in blocks:
+            fully_shard(module, mesh=mesh)
+    # the LM head stays whole for the fused log-prob (an input embedding tied to it too)
+    fully_shard(backbone, mesh=mesh, ignored_params={policy.lm_head.weight})
+    return True
+
+
+def is_sharded(p: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(p, DTensor)
+
+
 def average_gradients(params: list[torch.nn.Parameter]) -> None:
-    """Data parallelism: every rank steps with the mean gradient, so the replicas stay identical."""
+    """Data parallelism for the replicated parameters: every rank steps with the mean gradient, so the
+    replicas stay identical (FSDP has already reduce-scattered the sharded ones' mean)."""
     if world()[1] == 1:
         return
     for p in params:
-        if p.grad is None:  # a rank whose slice ran out still takes part in the reduction
+        if is_sharded(p):
+            continue
+        if p.grad is None:  # no gradient reached it on this rank: it still takes part in the reduction
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad)
         p.grad.div_(world()[1])
+
+
+def clip_gradients(params: list[torch.nn.Parameter], max_norm: float) -> float:
+    """clip_grad_norm_ over sharded and replicated gradients together; the norm before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    sharded = [g for g in grads if is_sharded(g)]
+    norm = torch.nn.utils.get_total_norm([g for g in grads if not is_sharded(g)]) ** 2
+    if sharded:
+        norm = norm + torch.nn.utils.get_total_norm(sharded).full_tensor() ** 2
+    total = float(norm.sqrt())
+    coef = max_norm / (total + 1e-6)
+    if coef < 1:
+        for g in grads:
+            g.mul_(coef)
+    return total
+
+
+def mean_over_ranks(value: float) -> float:
+    if world()[1] == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t[0]) / world()[1]
+
+
+def training_state(policy: Policy) -> torch.nn.Module:
+    """What update trains, as one module: the names its (and the optimizer's) state dicts use."""
+    return torch.nn.ModuleDict({"model": policy.model, "value_head": policy.value_head})
+
+
+def full_state(policy: Policy, optimizer: torch.optim.Optimizer, sharded: bool) -> tuple[dict | None, dict]:
+    """(model state dict, optimizer state dict), whole, on CPU: every rank calls it, rank 0 saves them.
+    The model's is None when unsharded (save_pretrained reads the model itself)."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_state = get_model_state_dict(policy.model, options=options) if sharded else None
+    return model_state, get_optimizer_state_dict(training_state(policy), optimizer, options=options)
+
+
+def load_optimizer(policy: Policy, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    state = torch.load(path, weights_only=True)
+    if all(isinstance(k, int) for k in state["state"]):  # written before the state was keyed by name
+        optimizer.load_state_dict(state)
+        return
+    # not strict: a parameter that never had a gradient (CLIP's unused last layer norm) has no state
+    options = StateDictOptions(full_state_dict=True, strict=False)
+    set_optimizer_state_dict(training_state(policy), optimizer, state, options=options)
 
 
 def ppo_epochs(
@@ -109,7 +197,7 @@ def ppo_epochs(
     (a short rank runs empty ones) and average gradients before each optimizer step.
     """
     rank, n_ranks = world()
-    total = df.height
+    total, pad = df.height, df[:1]
     df = df[rank::n_ranks]
     n = df.height
     device = policy.device
@@ -135,8 +223,13 @@ def ppo_epochs(
             epoch_kl = []
             for m in range(n_mb):
                 idx = perm[m * cfg.minibatch_size : (m + 1) * cfg.minibatch_size]
-                if len(idx) == 0:  # this rank's slice is shorter: keep step with the others
-                    if (m + 1) % cfg.grad_accum == 0 or m == n_mb - 1:
+                group_start = (m // cfg.grad_accum) * cfg.grad_accum
+                step_now = (m + 1) % cfg.grad_accum == 0 or m == n_mb - 1
+                if len(idx) == 0:
+                    # this rank's slice is shorter: a zero-weight pass keeps it in the others' collectives
+                    out = minibatch_outputs(policy, pad, cfg)
+                    (0.0 * (out["action_logprobs"].sum() + out["values"].sum())).backward()
+                    if step_now:
                         grad_norms.append(optimizer_step(policy, params, optimizer, cfg, epoch))
                     continue
                 b = df[idx.tolist()]
@@ -155,9 +248,8 @@ def ppo_epochs(
                         f"(episodes {sorted(set(b['episode_id'].to_list()))}); no checkpoint written"
                     )
                 # mean over the accumulation group, whose last one may be short
-                group_start = (m // cfg.grad_accum) * cfg.grad_accum
                 loss.div(min(cfg.grad_accum, n_mb - group_start)).backward()
-                if (m + 1) % cfg.grad_accum == 0 or m == n_mb - 1:
+                if step_now:
                     grad_norms.append(optimizer_step(policy, params, optimizer, cfg, epoch))
                 if epoch == 0:
                     new_values[idx] = out["values"].detach().float().cpu()
@@ -169,7 +261,8 @@ def ppo_epochs(
                 epoch_kl.append(st["approx_kl"])
                 tokens += sum(len(r) for r in b["response_token_ids"].to_list())
                 progress.advance(task)
-            if cfg.target_kl > 0 and sum(epoch_kl) / len(epoch_kl) > cfg.target_kl:
+            # every rank stops at the same epoch: a rank that went on would wait for the others forever
+            if cfg.target_kl > 0 and mean_over_ranks(sum(epoch_kl) / max(len(epoch_kl), 1)) > cfg.target_kl:
                 break
     policy.model.eval()
     dt = time.perf_counter() - t0
@@ -211,7 +304,7 @@ def optimizer_step(
     epoch: int,
 ) -> float:
     average_gradients(params)
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+    grad_norm = clip_gradients(params, cfg.max_grad_norm)
     if not math.isfinite(grad_norm):
         raise UpdateError(f"non-finite gradient norm at epoch {epoch}; no checkpoint written")
     optimizer.step()
@@ -227,23 +320,26 @@ def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> No
     if not cfg.train_vision:
         # also keeps Adam's first steps (about lr per weight whatever the gradient) off a frozen tower
         policy.freeze_vision()
+    sharded = shard_model(policy)
     update_index = int(policy.meta.get("update_index", 0))
     lr = cosine_lr(cfg, update_index)
     optimizer = torch.optim.Adam(trainable_parameters(policy), lr=lr, eps=cfg.adam_eps)
     opt_file = Path(policy_path) / OPTIMIZER_FILE
     if opt_file.exists():
-        optimizer.load_state_dict(torch.load(opt_file, weights_only=True))
+        load_optimizer(policy, optimizer, opt_file)
         for group in optimizer.param_groups:
             group["lr"] = lr
     stats = ppo_epochs(policy, df, cfg, optimizer, seed=cfg.seed * 1_000_003 + update_index)
     stats.update(learning_rate=lr, update_index=update_index, parent=str(policy_path), scored=str(scored))
+    stats.update(ranks=world()[1], sharding="fsdp" if sharded else "replicated")
     meta = {
         "parent": str(policy_path),
         "update_index": update_index + 1,
         "config_hash": config_hash(cfg),
         "source": policy.meta.get("source", str(policy_path)),  # where the run's first policy came from
     }
-    if world()[0] != 0:  # the replicas are identical: one writer
+    model_state, optimizer_state = full_state(policy, optimizer, sharded)
+    if world()[0] != 0:  # one writer
         return
     save_checkpoint(
         out,
@@ -251,8 +347,9 @@ def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> No
         policy.processor,
         policy.value_head,
         meta,
+        state_dict=model_state,
         extra_files={
-            OPTIMIZER_FILE: lambda p: torch.save(optimizer.state_dict(), p),
+            OPTIMIZER_FILE: lambda p: torch.save(optimizer_state, p),
             REPORT_FILE: lambda p: p.write_text(json.dumps({**stats, "config": config_dict(cfg)}, indent=2)),
         },
     )

@@ -236,7 +236,8 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
 
 
 def test_torchrun_two_ranks_equal_one_process(scored, tiny_model_dir, tmp_path):
-    """Gradient averaging over 2 gloo ranks gives the single-process update (same rows, one step)."""
+    """FSDP over 2 gloo ranks gives the single-process update (same rows, one step), and its whole
+    checkpoint and optimizer state are the single process's too."""
     from vlmagent.shards import to_table, write_manifest, write_shard
 
     cfg, out, _ = scored
@@ -273,6 +274,18 @@ def test_torchrun_two_ranks_equal_one_process(scored, tiny_model_dir, tmp_path):
     diff = max((a[k] - b[k]).abs().max().item() for k in a)
     assert step > 1e-4
     assert diff < 1e-3 * step
+    stats = json.loads((tmp_path / "ddp" / "update.json").read_text())
+    assert (stats["ranks"], stats["sharding"]) == (2, "fsdp")
+    assert single["sharding"] == "replicated"
+    # Adam's moments were saved whole, under the same names: the next update of either resumes them
+    opt_a, opt_b = (torch.load(tmp_path / p / "optimizer.pt", weights_only=True) for p in ("single", "ddp"))
+    assert opt_a["state"].keys() == opt_b["state"].keys()
+    for name, moments in opt_a["state"].items():
+        torch.testing.assert_close(moments["exp_avg"], opt_b["state"][name]["exp_avg"], rtol=1e-3, atol=1e-6)
+    again = update.run(small_cfg(**common), even, tmp_path / "ddp", tmp_path / "next")
+    assert again["update_index"] == 1 and again["optimizer_steps"] == 1
+    resumed = torch.load(tmp_path / "next" / "optimizer.pt", weights_only=True)["state"]
+    assert {float(resumed[name]["step"]) for name in opt_b["state"]} == {2.0}  # Adam went on from there
 
 
 def test_alfworld_runs_through_every_stage(policy, tiny_model_dir, tmp_path):

@@ -37,12 +37,14 @@ def save_checkpoint(
     meta: dict[str, Any],
     extra_files: dict[str, Callable[[Path], None]] | None = None,
     overwrite: bool = False,
+    state_dict: dict[str, Any] | None = None,
 ) -> Path:
     """Write a complete checkpoint to `dir` atomically (temp dir beside it, then rename).
 
     meta must be JSON-serialisable (e.g. {"parent": "ckpt/000000", "step": 1, "config_hash": "..."});
     extra_files maps a file name to a callable that writes that file at the path it is given.
-    An existing `dir` is an error unless overwrite=True.
+    An existing `dir` is an error unless overwrite=True. `state_dict`: the model's weights when the model
+    itself holds only a shard of them (FSDP), gathered whole.
     """
     dest = Path(dir)
     if dest.exists() and not overwrite:
@@ -57,7 +59,7 @@ def save_checkpoint(
             model.save_pretrained(tmp)
             meta = {**meta, "base_model": base_model_of(model)}
         else:
-            unwrap(model).save_pretrained(tmp)
+            unwrap(model).save_pretrained(tmp, state_dict=state_dict)
         processor.save_pretrained(tmp)
         save_value_head(value_head, tmp / VALUE_HEAD_FILE)
         for name, write in (extra_files or {}).items():
