@@ -192,10 +192,11 @@ def table() -> str:
         sft_time = sum(t.get(k, 0.0) for k in ("init", "demos", "sft"))
         sft_phase = f"{Path(r['sft_from']).name}'s" if r["sft_from"] else f"{sft_time / 60:.1f} min"
         rl_success = f"{100 * s['rl']:.1f}%" if r["iterations"] else "not run"
+        paper = f"{PAPER[r['task']]}%" if r["task"] in PAPER else "n/a"
         evals = sum(t.get(k, 0.0) for k in ("eval_sft", "eval_rl"))
         lines.append(
             f"| {r['name']} | {r['model']} | {r['demo_episodes']} | {100 * s['sft']:.1f}% | {rl_success} "
-            f"| {100 * s['oracle']:.1f}% | {f'{PAPER[r['task']]}%' if r['task'] in PAPER else 'n/a'} | {sft_phase} "
+            f"| {100 * s['oracle']:.1f}% | {paper} | {sft_phase} "
             f"| {t.get('rl', 0.0) / 60:.1f} min ({r['iterations']}) | {evals / 60:.1f} min |"
         )
     for r in results:  # ALFWorld: per task type (episodes drawn from the held-out games)
