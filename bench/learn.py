@@ -117,10 +117,13 @@ def run_task(
         init += ["--patch-size", knobs.get("model_patch_size", 14)]
         phase("init", lambda: 0.0 if base.exists() else sh(run, *init))
         phase("demos", lambda: sh(run, "demos", "--run", run, "--episodes", knobs["demo_episodes"]))
-        phase(
-            "sft",
-            lambda: sh(run, "sft", "--run", run, "--data", run / "demos", "--policy", base, "--out", sft),
-        )
+
+        def sft_phase() -> float:
+            wall = sh(run, "sft", "--run", run, "--data", run / "demos", "--policy", base, "--out", sft)
+            # a bench killed during SFT reruns a no-op here: the checkpoint records the SFT's own time
+            return max(wall, json.loads((sft / "sft.json").read_text())["seconds"])
+
+        phase("sft", sft_phase)
     eval0 = run / "eval" / "000000"
     phase("eval_sft", lambda: sh(run, "eval", "--run", run, "--policy", sft, "--out", eval0))
     iterations = int(knobs["iterations"]) if iterations is None else iterations
