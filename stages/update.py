@@ -17,6 +17,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,26 @@ def cosine_lr(cfg: Config, update_index: int) -> float:
 
 def trainable_parameters(policy: Policy) -> list[torch.nn.Parameter]:
     return [p for p in policy.model.parameters() if p.requires_grad] + list(policy.value_head.parameters())
+
+
+def make_optimizer(policy: Policy, cfg: Config, lr: float) -> torch.optim.Adam:
+    """Adam over the policy (at lr) and the value head (at lr scaled by value_learning_rate / learning_rate)."""
+    groups = [
+        {"params": [p for p in policy.model.parameters() if p.requires_grad], "lr_scale": 1.0},
+        {"params": list(policy.value_head.parameters()), "lr_scale": value_lr_scale(cfg)},
+    ]
+    optimizer = torch.optim.Adam(groups, lr=lr, eps=cfg.adam_eps)
+    set_lr(optimizer, lr)
+    return optimizer
+
+
+def value_lr_scale(cfg: Config) -> float:
+    return cfg.value_learning_rate / cfg.learning_rate if cfg.value_learning_rate > 0 else 1.0
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
 
 
 def minibatch_outputs(policy: Policy, b: pl.DataFrame, cfg: Config) -> dict[str, torch.Tensor]:
@@ -180,8 +201,9 @@ def load_optimizer(policy: Policy, optimizer: torch.optim.Optimizer, path: Path)
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     state = torch.load(path, weights_only=True)
-    if all(isinstance(k, int) for k in state["state"]):  # written before the state was keyed by name
-        optimizer.load_state_dict(state)
+    if len(state["param_groups"]) != len(optimizer.param_groups):
+        # written before the state was keyed by name and the value head had its own group
+        warnings.warn(f"{path}: Adam state in an older format; this update starts Adam afresh", stacklevel=2)
         return
     # not strict: a parameter that never had a gradient (CLIP's unused last layer norm) has no state
     options = StateDictOptions(full_state_dict=True, strict=False)
@@ -323,12 +345,13 @@ def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> No
     sharded = shard_model(policy)
     update_index = int(policy.meta.get("update_index", 0))
     lr = cosine_lr(cfg, update_index)
-    optimizer = torch.optim.Adam(trainable_parameters(policy), lr=lr, eps=cfg.adam_eps)
+    optimizer = make_optimizer(policy, cfg, lr)
     opt_file = Path(policy_path) / OPTIMIZER_FILE
     if opt_file.exists():
         load_optimizer(policy, optimizer, opt_file)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for group, scale in zip(optimizer.param_groups, (1.0, value_lr_scale(cfg)), strict=True):
+            group["lr_scale"] = scale  # this run's config, not the saved one
+        set_lr(optimizer, lr)
     stats = ppo_epochs(policy, df, cfg, optimizer, seed=cfg.seed * 1_000_003 + update_index)
     stats.update(learning_rate=lr, update_index=update_index, parent=str(policy_path), scored=str(scored))
     stats.update(ranks=world()[1], sharding="fsdp" if sharded else "replicated")

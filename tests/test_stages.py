@@ -151,6 +151,27 @@ def test_update_writes_a_changed_checkpoint_and_reports(scored, tiny_model_dir, 
     assert update.cosine_lr(cfg, 1) < update.cosine_lr(cfg, 0) == cfg.learning_rate
 
 
+def test_value_head_takes_its_own_learning_rate(scored, tiny_model_dir, tmp_path):
+    """Adam's first step moves each weight by about its lr: the value head's and the policy's differ 100x."""
+    cfg, out, _ = scored
+    one_step = {"update_epochs": 1, "minibatch_size": 64, "grad_accum": 1, "max_grad_norm": 1e9}
+    lrs = {"learning_rate": 1e-5, "min_learning_rate": 1e-5, "value_learning_rate": 1e-3}
+    stats = update.run(small_cfg(**one_step, **lrs), out, tiny_model_dir, tmp_path / "ckpt1")
+    assert stats["optimizer_steps"] == 1
+    new, old = load_policy(tmp_path / "ckpt1"), load_policy(tiny_model_dir)
+    moved_value = max(
+        (a - b).abs().max().item() for a, b in zip(new.value_head.parameters(), old.value_head.parameters())
+    )
+    moved_head = (new.lm_head.weight - old.lm_head.weight).abs().max().item()
+    assert 0.5e-3 < moved_value <= 1.01e-3
+    assert 0.5e-5 < moved_head <= 1.01e-5
+    # the next update keeps the ratio on the schedule and resumes Adam in both groups
+    update.run(small_cfg(**one_step, **lrs), out, tmp_path / "ckpt1", tmp_path / "ckpt2")
+    state = torch.load(tmp_path / "ckpt2" / update.OPTIMIZER_FILE, weights_only=True)
+    assert [g["lr"] for g in state["param_groups"]] == [1e-5, 1e-3]
+    assert {float(m["step"]) for m in state["state"].values()} >= {2.0}
+
+
 def test_nan_loss_stops_without_a_checkpoint(scored, tiny_model_dir, tmp_path):
     cfg, out, _ = scored
     df = read_stage(out, SCORED_SCHEMA).with_columns(pl.lit(float("nan"), dtype=pl.Float32).alias("return"))

@@ -64,6 +64,9 @@ class Config:
     grad_accum: int = _f(4, "mini-batches per optimizer step (the paper: 1 x 128)")
     learning_rate: float = _f(1e-5, "peak Adam learning rate")
     min_learning_rate: float = _f(1e-9, "cosine schedule floor")
+    value_learning_rate: float = _f(
+        0.0, "peak Adam learning rate of the value head, on the same schedule (0: learning_rate)"
+    )
     total_updates: int = _f(25, "updates the cosine schedule spans (the paper: 25)")
     adam_eps: float = _f(1e-7, "Adam epsilon")
     max_grad_norm: float = _f(0.01, "gradient norm clip")
