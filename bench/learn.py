@@ -207,15 +207,15 @@ def table() -> str:
             by = r["success_by_task_type"]
             lines += ["", f"{r['name']}: success by task type on held-out games (episodes)", ""]
             lines += ["| task type | random | SFT | RL | oracle |", "| --- | --- | --- | --- | --- |"]
+            stages = ("random", "sft", "rl", "oracle") if r["iterations"] else ("random", "sft", "oracle")
             for t in sorted(by["oracle"]):
-                cells = [
-                    by[k].get(t, {"episodes": 0, "success_rate": 0.0})
-                    for k in ("random", "sft", "rl", "oracle")
-                ]
+                cells = {
+                    k: f"{100 * c['success_rate']:.0f}% ({c['episodes']})" if (c := by[k].get(t)) else "-"
+                    for k in stages
+                }
+                cells.setdefault("rl", "not run")
                 lines.append(
-                    f"| {t} | "
-                    + " | ".join(f"{100 * c['success_rate']:.0f}% ({c['episodes']})" for c in cells)
-                    + " |"
+                    f"| {t} | {cells['random']} | {cells['sft']} | {cells['rl']} | {cells['oracle']} |"
                 )
     return "\n".join(lines)
 
