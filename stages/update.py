@@ -50,28 +50,22 @@ def cosine_lr(cfg: Config, update_index: int) -> float:
     )
 
 
-def trainable_parameters(policy: Policy) -> list[torch.nn.Parameter]:
-    return [p for p in policy.model.parameters() if p.requires_grad] + list(policy.value_head.parameters())
-
-
 def make_optimizer(policy: Policy, cfg: Config, lr: float) -> torch.optim.Adam:
-    """Adam over the policy (at lr) and the value head (at lr scaled by value_learning_rate / learning_rate)."""
+    """Adam over what update trains: the policy's trainable parameters, then the value head's."""
     groups = [
-        {"params": [p for p in policy.model.parameters() if p.requires_grad], "lr_scale": 1.0},
-        {"params": list(policy.value_head.parameters()), "lr_scale": value_lr_scale(cfg)},
+        {"params": [p for p in policy.model.parameters() if p.requires_grad]},
+        {"params": list(policy.value_head.parameters())},
     ]
     optimizer = torch.optim.Adam(groups, lr=lr, eps=cfg.adam_eps)
-    set_lr(optimizer, lr)
+    set_lr(optimizer, cfg, lr)
     return optimizer
 
 
-def value_lr_scale(cfg: Config) -> float:
-    return cfg.value_learning_rate / cfg.learning_rate if cfg.value_learning_rate > 0 else 1.0
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group["lr_scale"]
+def set_lr(optimizer: torch.optim.Optimizer, cfg: Config, lr: float) -> None:
+    """The scheduled lr for the policy group; the value head's scaled by value_learning_rate / learning_rate."""
+    value_scale = cfg.value_learning_rate / cfg.learning_rate if cfg.value_learning_rate > 0 else 1.0
+    for group, scale in zip(optimizer.param_groups, (1.0, value_scale), strict=True):
+        group["lr"] = lr * scale
 
 
 def minibatch_outputs(policy: Policy, b: pl.DataFrame, cfg: Config) -> dict[str, torch.Tensor]:
@@ -230,7 +224,7 @@ def ppo_epochs(
     old_logprob = torch.tensor(df["old_logprob"].to_list(), dtype=torch.float32, device=device)
     old_value = torch.tensor(df["value"].to_list(), dtype=torch.float32, device=device)
     returns = torch.tensor(df["return"].to_list(), dtype=torch.float32, device=device)
-    params = trainable_parameters(policy)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     gen = torch.Generator().manual_seed(seed + rank)
     n_mb = math.ceil(math.ceil(total / n_ranks) / cfg.minibatch_size)
     stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
@@ -349,9 +343,7 @@ def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> No
     opt_file = Path(policy_path) / OPTIMIZER_FILE
     if opt_file.exists():
         load_optimizer(policy, optimizer, opt_file)
-        for group, scale in zip(optimizer.param_groups, (1.0, value_lr_scale(cfg)), strict=True):
-            group["lr_scale"] = scale  # this run's config, not the saved one
-        set_lr(optimizer, lr)
+        set_lr(optimizer, cfg, lr)  # this update's, not the saved ones
     stats = ppo_epochs(policy, df, cfg, optimizer, seed=cfg.seed * 1_000_003 + update_index)
     stats.update(learning_rate=lr, update_index=update_index, parent=str(policy_path), scored=str(scored))
     stats.update(ranks=world()[1], sharding="fsdp" if sharded else "replicated")
