@@ -29,6 +29,8 @@ from pathlib import Path
 
 import polars as pl
 
+from stages.collect import episode_summary
+from stages.eval import summary_rows
 from vlmagent.config import toml_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,14 +75,12 @@ def problems(game_dir: Path) -> set[str]:
 
 
 def success_by_task_type(stage_dir: Path) -> dict[str, dict[str, float]]:
-    """Episodes and success rate per ALFWorld task type, from each episode's last step."""
-    df = pl.read_parquet(stage_dir / "*.parquet", columns=["episode_id", "step", "info"])
-    last = df.sort("step").group_by("episode_id").last()
-    out: dict[str, list[bool]] = {}
-    for info in last["info"]:
-        info = json.loads(info)
-        out.setdefault(info["task_type"], []).append(bool(info["success"]))
-    return {k: {"episodes": len(v), "success_rate": sum(v) / len(v)} for k, v in sorted(out.items())}
+    """Episodes and success rate per ALFWorld task type (eval's own summary, over each type's rows)."""
+    by_type: dict[str, list[dict]] = {}
+    for row in summary_rows(stage_dir):
+        by_type.setdefault(json.loads(row["info"])["task_type"], []).append(row)
+    summaries = {t: episode_summary(rows) for t, rows in sorted(by_type.items())}
+    return {t: {k: s[k] for k in ("episodes", "success_rate")} for t, s in summaries.items()}
 
 
 def run_task(

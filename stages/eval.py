@@ -15,13 +15,15 @@ from vlmagent.shards import atomic_write, read_stage
 SUMMARY = "summary.json"
 
 
+def summary_rows(stage_dir: Path) -> list[dict[str, Any]]:
+    """The stage's rows, with just the columns collect.episode_summary reads."""
+    columns = ("env", "episode_id", "step", "reward", "parse_ok", "response_token_ids", "info")
+    return read_stage(stage_dir).select(*columns).to_dicts()
+
+
 def summarize(stage_dir: Path) -> dict[str, Any]:
     """Per-episode success (return > 0, the paper's), mean return, parse failures, response length."""
-    df = read_stage(stage_dir)
-    rows = df.select(
-        "env", "episode_id", "step", "reward", "parse_ok", "response_token_ids", "info"
-    ).to_dicts()
-    return collect.episode_summary(rows)
+    return collect.episode_summary(summary_rows(stage_dir))
 
 
 def run(
