@@ -158,12 +158,12 @@ def alfworld_games(
     """
     from rich.progress import Progress
 
-    from vlmagent.envs.alfworld import TASK_TYPES, engine_available
+    from vlmagent.envs.alfworld import INSTALL_HINT, TASK_TYPES, engine_available
     from vlmagent.envs.alfworld_games import generate_games
 
     with cli_errors():
         if not engine_available():
-            raise UserError("ALFWorld needs the alfworld package: pip install 'vlmagent[alfworld]'")
+            raise UserError(INSTALL_HINT)
         if per_type < 1:
             raise UserError(f"--per-type {per_type}: expected at least 1")
         with Progress(transient=True) as progress:
