@@ -178,6 +178,24 @@ def test_ezpoints_deals_are_always_solvable():
 
 
 # --- Points24 -------------------------------------------------------------------------------------
+def test_points24_draws_four_large_cards_clear_of_the_formula():
+    """Two rows of two: a row of four leaves cards 0.22 of the image wide, too small for the tiny
+    model to read (see Points24Env._card_boxes)."""
+    size = 112
+    env = new("points24", image_size=size).unwrapped
+    env.formula = tokens("(10+10)+4/1")
+    image, boxes = env.render(), env._card_boxes()
+    assert len(boxes) == 4
+    for i, (x, y, w, h) in enumerate(boxes):
+        assert w >= 0.29 * size and x >= 0 and x + w <= size and y >= 0
+        assert y + h < (env.label_y - env.text_size / 2) * size  # above the "Formula:" line
+        corner = image[int(y + 0.45 * h) : int(y + 0.55 * h), int(x + 2) : int(x + 0.15 * w)]
+        assert corner.min() > 200  # the card's white face is drawn where its box says
+        for x2, y2, w2, h2 in boxes[i + 1 :]:
+            assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y  # no overlap
+    assert (image[int(0.92 * size) :, : size // 2] > 200).any()  # the formula is written at the bottom
+
+
 @pytest.mark.parametrize(
     ("ranks", "formula"),
     [

@@ -26,6 +26,7 @@ from vlmagent.envs.cards import RANKS, TABLE_GREEN, Card, card_name, card_value,
 class EZPointsEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     n_cards, target, max_length, ops = 2, 12, 5, "+*"
+    label_y, formula_y, text_size = 0.8, 0.9, 0.075  # "Formula:" and the formula, as fractions of the size
     actions = [str(n) for n in range(1, 11)] + ["+", "*", "="]
 
     def __init__(self, image_size: int = 300, render_mode: str | None = None):
@@ -161,8 +162,10 @@ class EZPointsEnv(gym.Env):
             img = Image.new("RGB", (s, s), TABLE_GREEN)
             for card, (x, y, width, height) in zip(self.cards, self._card_boxes(), strict=True):
                 paste_card(img, card, x, y, width, height)
-            label = font(int(0.075 * s))
-            ImageDraw.Draw(img).text((0.05 * s, 0.8 * s), "Formula:", fill="white", font=label, anchor="lm")
+            label = font(int(self.text_size * s))
+            ImageDraw.Draw(img).text(
+                (0.05 * s, self.label_y * s), "Formula:", fill="white", font=label, anchor="lm"
+            )
             self._table_key, self._table = key, img
         return self._table
 
@@ -171,6 +174,6 @@ class EZPointsEnv(gym.Env):
         text = "".join(self.formula)
         if text:
             s = self.image_size
-            f = fit_font(text, 0.9 * s, int(0.085 * s))
-            ImageDraw.Draw(img).text((0.05 * s, 0.9 * s), text, fill="white", font=f, anchor="lm")
+            f = fit_font(text, 0.9 * s, int((self.text_size + 0.01) * s))
+            ImageDraw.Draw(img).text((0.05 * s, self.formula_y * s), text, fill="white", font=f, anchor="lm")
         return np.array(img)

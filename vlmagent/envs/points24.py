@@ -12,6 +12,22 @@ from vlmagent.envs.ezpoints import EZPointsEnv
 class Points24Env(EZPointsEnv):
     n_cards, target, max_length, ops = 4, 24, 20, "+-*/"
     actions = [str(n) for n in range(1, 11)] + ["+", "-", "*", "/", "(", ")", "="]
+    label_y, formula_y, text_size = 0.875, 0.95, 0.055  # below the second row of cards
+
+    def _card_boxes(self) -> list[tuple[float, float, int, int]]:
+        """Two rows of two cards, each 0.3 of the image wide, read left to right, top to bottom.
+
+        Not a row of four: measured with the tiny model (112 px, 28 px patches, frozen random vision
+        tower), cards 0.22 of the image wide are never read (loss at chance after 800 steps, even with
+        two cards) while cards 0.3 wide are (80% per card after 800 steps)."""
+        s = self.image_size
+        width, gap = int(0.3 * s), 0.03 * s
+        height = int(1.33 * width)
+        left, top = (s - 2 * width - gap) / 2, 0.01 * s
+        return [
+            (left + (i % 2) * (width + gap), top + (i // 2) * (height + 0.02 * s), width, height)
+            for i in range(len(self.cards))
+        ]
 
     def deal(self) -> list[Card]:
         """Four independent cards from an infinite deck (uniform rank A..K, uniform suit)."""
