@@ -6,11 +6,11 @@ after RL, and the wall time of each phase on this machine.
     python bench/learn.py --table                      # the results table (markdown) of every run so far
 
 Phases (each a `vlmagent` command, logged to RUN/commands.sh; a rerun skips what is done, so a killed
-bench continues): init-model -> demos -> sft -> eval of the SFT policy -> loop (RL, ending with the
-eval of the last checkpoint on the same held-out seeds) -> eval of the oracle on those seeds (the
-ceiling) -> report. The RL phase's time is the loop's minus its final eval (from the file times of
-the last checkpoint and the eval summary). Results go to RUN/results.json; the learning curve and the
-SFT loss curve are copied to docs/results/.
+bench continues): init-model -> demos -> [sft --facts-only, when the recipe sets read_steps] -> sft ->
+eval of the SFT policy -> loop (RL, ending with the eval of the last checkpoint on the same held-out
+seeds) -> eval of the oracle on those seeds (the ceiling) -> report. The RL phase's time is the loop's
+minus its final eval (from the file times of the last checkpoint and the eval summary). Results go to
+RUN/results.json; the learning curve and the SFT loss curve are copied to docs/results/.
 """
 
 from __future__ import annotations
@@ -118,8 +118,14 @@ def run_task(
         phase("init", lambda: 0.0 if base.exists() else sh(run, *init))
         phase("demos", lambda: sh(run, "demos", "--run", run, "--episodes", knobs["demo_episodes"]))
 
+        start = base
+        if knobs.get("read_steps", 0):  # a reading warm-up: SFT on the responses' image facts only
+            start = run / "sft_read"
+            read = ["sft", "--run", run, "--data", run / "demos", "--policy", base, "--out", start]
+            phase("sft_read", lambda: sh(run, *read, "--facts-only", "--steps", knobs["read_steps"]))
+
         def sft_phase() -> float:
-            wall = sh(run, "sft", "--run", run, "--data", run / "demos", "--policy", base, "--out", sft)
+            wall = sh(run, "sft", "--run", run, "--data", run / "demos", "--policy", start, "--out", sft)
             # a bench killed during SFT reruns a no-op here: the checkpoint records the SFT's own time
             return max(wall, json.loads((sft / "sft.json").read_text())["seconds"])
 
@@ -192,7 +198,7 @@ def table() -> str:
     results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
     for r in results:
         s, t = r["success"], r["seconds"]
-        sft_time = sum(t.get(k, 0.0) for k in ("init", "demos", "sft"))
+        sft_time = sum(t.get(k, 0.0) for k in ("init", "demos", "sft_read", "sft"))
         sft_phase = f"{Path(r['sft_from']).name}'s" if r["sft_from"] else f"{sft_time / 60:.1f} min"
         rl_success = f"{100 * s['rl']:.1f}%" if r["iterations"] else "not run"
         paper = f"{PAPER[r['task']]}%" if r["task"] in PAPER else "n/a"

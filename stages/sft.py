@@ -35,6 +35,7 @@ from vlmagent.policy.forward import forward_hidden
 from vlmagent.policy.load import META_FILE, Policy, encode_prompt, load_policy, model_inputs_for
 from vlmagent.policy.logprob import token_logprobs
 from vlmagent.policy.lora import with_lora
+from vlmagent.prompts import facts_only as facts_of
 from vlmagent.shards import ShardError, read_stage
 
 STATE_OPTIMIZER = "sft_optimizer.pt"  # not update's optimizer.pt: Adam must not inherit AdamW's state
@@ -99,6 +100,20 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
     return perm[m * batch_size : (m + 1) * batch_size].tolist()
 
 
+def facts_only_rows(df: pl.DataFrame) -> pl.DataFrame:
+    """The rows with each response cut to its image facts (`prompts.facts_only`), re-tokenized from text."""
+    cut = [facts_of(r) for r in df["response"].to_list()]
+    bad = next((i for i, c in enumerate(cut) if c is None), None)
+    if bad is not None:
+        row = df.row(bad, named=True)
+        raise ShardError(
+            f"--facts-only: {row['env']} episode {row['episode_id']} step {row['step']}: the response has no "
+            f'image facts before a "thoughts" field (facts-only needs CoT responses of a card task)'
+        )
+    empty = pl.Series("response_token_ids", [[] for _ in cut], dtype=df.schema["response_token_ids"])
+    return df.with_columns(pl.Series("response", cut), empty)
+
+
 def read_data(data: Sequence[Path]) -> pl.DataFrame:
     frames = [read_stage(Path(d)) for d in data]
     df = pl.concat(frames) if frames else pl.DataFrame()
@@ -114,16 +129,20 @@ def run(
     out: Path,
     steps: int | None = None,
     epochs: float | None = None,
+    facts_only: bool = False,
 ) -> dict[str, Any]:
     """SFT from `policy_path` on the rows of the stage dirs `data`; checkpoint to `out`; return the stats.
 
     A no-op (returning the stats) when `out` exists. `epochs` overrides `steps`, which defaults to
-    `cfg.sft_steps`.
+    `cfg.sft_steps`. `facts_only`: the targets are the responses cut to their image facts (a reading
+    warm-up before the full SFT).
     """
     out = Path(out)
     if (out / META_FILE).exists():
         return {k: v for k, v in json.loads((out / REPORT).read_text()).items() if k != "config"}
     df = read_data(data)
+    if facts_only:
+        df = facts_only_rows(df)
     if epochs is not None:
         steps = math.ceil(epochs * df.height / cfg.sft_batch_size)
     steps = cfg.sft_steps if steps is None else steps
@@ -214,6 +233,7 @@ def run(
         "response_tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
         "parent": parent,
         "data": [str(d) for d in data],
+        "facts_only": facts_only,
     }
     meta = {
         "parent": parent,
@@ -230,7 +250,9 @@ def run(
         extra_files={
             LOSS_CSV: lambda p: write_loss_csv(history, p),
             LOSS_PNG: lambda p: plot_loss(
-                history, p, title=f"SFT {' '.join(sorted(df['env'].unique()))}: {df.height} rows"
+                history,
+                p,
+                title=f"SFT {' '.join(sorted(df['env'].unique()))}{' facts only' if facts_only else ''}: {df.height} rows",
             ),
             REPORT: lambda p: p.write_text(json.dumps({**stats, "config": config_dict(cfg)}, indent=2)),
         },

@@ -15,7 +15,7 @@ from vlmagent.cli import app
 from vlmagent.config import Config
 from vlmagent.envs import make_env
 from vlmagent.policy.load import encode_prompt, load_policy, model_inputs_for
-from vlmagent.shards import ROLLOUT_SCHEMA, SCORED_SCHEMA, read_stage
+from vlmagent.shards import ROLLOUT_SCHEMA, SCORED_SCHEMA, ShardError, read_stage
 
 RUN_TOML = """env = "numberline"
 image_size = 64
@@ -210,6 +210,22 @@ def test_sft_loss_goes_down_on_a_fixed_batch(demo_dir, tiny_model_dir):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_sft_facts_only_trains_on_the_image_facts(demo_dir, tiny_model_dir, tmp_path):
+    df = read_stage(demo_dir)
+    cut = sft.facts_only_rows(df)
+    first = json.loads(cut["response"][0])
+    assert set(first) == {"current number", "target number"}  # NumberLine's facts, no thoughts/action
+    assert cut["response_token_ids"].list.len().max() == 0  # re-tokenized from the cut text
+    cfg = cfg_for_test(env="numberline", sft_steps=2, sft_batch_size=2)
+    stats = sft.run(cfg, [demo_dir], tiny_model_dir, tmp_path / "read", facts_only=True)
+    assert stats["facts_only"] is True and stats["rows"] == df.height
+    # rows without image facts (no CoT) are named, not trained on
+    nocot = tmp_path / "nocot"
+    demos.run(cfg_for_test(env="numberline", episodes=1, cot=False), nocot, seed=5)
+    with pytest.raises(ShardError, match="episode .* step 0: the response has no image facts"):
+        sft.run(cfg, [nocot], tiny_model_dir, tmp_path / "bad", facts_only=True)
 
 
 def test_sft_killed_and_rerun_gives_the_same_weights(demo_dir, tiny_model_dir, tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ from vlmagent.prompts import (
     action_token_start,
     build_prompt,
     corpus_texts,
+    facts_only,
     oracle_response,
     parse,
 )
@@ -218,3 +219,18 @@ def test_corpus_texts():
     joined = "\n".join(texts)
     for word in ("number line", "blackjack", "24", '"thoughts"', '"action"', "Formula:"):
         assert word in joined
+
+
+@pytest.mark.parametrize("name", CARD_ENVS)
+def test_facts_only_keeps_what_the_image_shows(name):
+    """The reading warm-up's target: the oracle's fields before "thoughts", as JSON, nothing after."""
+    env = make_env(name, image_size=64)
+    env.reset(seed=3)
+    full = json.loads(oracle_response(name, env, cot=True))
+    facts = json.loads(facts_only(oracle_response(name, env, cot=True)))
+    keys = list(full)
+    assert list(facts) == keys[: keys.index("thoughts")] and len(facts) == 2
+    assert all(facts[k] == full[k] for k in facts)
+    assert facts_only(oracle_response(name, env, cot=False)) is None  # no CoT: nothing read out
+    assert facts_only('{"cards": ["3"], "action": "3"}') is None  # no "thoughts": no known facts
+    assert facts_only("not json {") is None

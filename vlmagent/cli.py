@@ -437,13 +437,16 @@ def sft(
     lr: Annotated[float | None, typer.Option(help="peak AdamW learning rate")] = None,
     batch_size: Annotated[int | None, typer.Option(help="rows per optimizer step")] = None,
     seed: SeedOpt = None,
+    facts_only: Annotated[
+        bool, typer.Option(help="targets cut to the image facts (e.g. the cards): a reading warm-up")
+    ] = False,
 ) -> None:
     """Supervised fine-tuning on response tokens; resumable (rerun after a kill continues)."""
     from stages import sft as sft_stage
 
     with cli_errors():
         cfg = _config(run, sft_steps=steps, sft_lr=lr, sft_batch_size=batch_size, seed=seed)
-        stats = sft_stage.run(cfg, data, policy, out, epochs=epochs)
+        stats = sft_stage.run(cfg, data, policy, out, epochs=epochs, facts_only=facts_only)
         _print_summary(f"sft -> {out}", {k: v for k, v in stats.items() if isinstance(v, int | float)})
         console.print(f"loss curve: {out / sft_stage.LOSS_PNG}")
 

@@ -256,6 +256,21 @@ def oracle_response(env_name_or_id: str, env: gym.Env, cot: bool) -> str:
     return _json(fields | {"action": action})
 
 
+def facts_only(response: str) -> str | None:
+    """A CoT response cut to what it reads off the image (its fields before "thoughts"), still a JSON
+    object; None when the response is not such an object or has no such field. The target of a reading
+    warm-up (`vlmagent sft --facts-only`): the card tasks' image facts get the whole gradient."""
+    try:
+        fields = json.loads(response)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if not isinstance(fields, dict) or "thoughts" not in fields:
+        return None
+    keys = list(fields)
+    facts = {k: fields[k] for k in keys[: keys.index("thoughts")]}
+    return _json(facts) if facts else None
+
+
 def corpus_texts(n_episodes: int = 20, seed: int = 0) -> list[str]:
     """Prompts and oracle responses (CoT and not) along oracle episodes of all four envs, seeds
     seed..seed+n_episodes-1: text to train the tiny model's tokenizer on."""
