@@ -4,7 +4,8 @@ vlmagent init-model runs/learn/alfworld/base --size tiny --image-size 112 --patc
 vlmagent demos --run runs/learn/alfworld --episodes 480
 vlmagent sft --run runs/learn/alfworld --data runs/learn/alfworld/demos --policy runs/learn/alfworld/base --out runs/learn/alfworld/sft
 vlmagent eval --run runs/learn/alfworld --policy runs/learn/alfworld/sft --out runs/learn/alfworld/eval/000000
-# (RL: `vlmagent loop --run runs/learn/alfworld --iterations 2` was started, then stopped for lack of time)
+vlmagent loop --run runs/learn/alfworld --iterations 2
 vlmagent eval --run runs/learn/alfworld --policy oracle --out runs/learn/alfworld/eval_oracle
 vlmagent eval --run runs/learn/alfworld --policy random --out runs/learn/alfworld/eval_random
 vlmagent eval --run runs/learn/alfworld --policy runs/learn/alfworld/sft --temperature 0.2 --episodes 24 --out runs/learn/alfworld/eval_sft_t0.2
+vlmagent report runs/learn/alfworld
