@@ -221,6 +221,7 @@ def test_sft_facts_only_trains_on_the_image_facts(demo_dir, tiny_model_dir, tmp_
     cfg = cfg_for_test(env="numberline", sft_steps=2, sft_batch_size=2)
     stats = sft.run(cfg, [demo_dir], tiny_model_dir, tmp_path / "read", facts_only=True)
     assert stats["facts_only"] is True and stats["rows"] == df.height
+    assert stats["reading_prompt_steps"] == 1  # the first half under the short reading prompt
     # rows without image facts (no CoT) are named, not trained on
     nocot = tmp_path / "nocot"
     demos.run(cfg_for_test(env="numberline", episodes=1, cot=False), nocot, seed=5)

@@ -13,6 +13,7 @@ from vlmagent.prompts import (
     build_prompt,
     corpus_texts,
     facts_only,
+    facts_prompt,
     oracle_response,
     parse,
 )
@@ -234,3 +235,15 @@ def test_facts_only_keeps_what_the_image_shows(name):
     assert facts_only(oracle_response(name, env, cot=False)) is None  # no CoT: nothing read out
     assert facts_only('{"cards": ["3"], "action": "3"}') is None  # no "thoughts": no known facts
     assert facts_only("not json {") is None
+
+
+@pytest.mark.parametrize("name", CARD_ENVS)
+def test_facts_prompt_asks_for_the_facts_in_few_words(name):
+    env = make_env(name, image_size=64)
+    env.reset(seed=3)
+    short, task = facts_prompt(name), build_prompt(name, True, env.unwrapped.state_text())
+    facts = json.loads(facts_only(oracle_response(name, env, cot=True)))
+    assert all(f'"{key}":' in short for key in facts) and '"thoughts"' not in short
+    assert len(short) < len(task) / 2
+    with pytest.raises(ValueError, match="no image facts"):
+        facts_prompt("alfworld")

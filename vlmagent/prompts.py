@@ -271,6 +271,16 @@ def facts_only(response: str) -> str | None:
     return _json(facts) if facts else None
 
 
+def facts_prompt(env_name_or_id: str) -> str:
+    """A short prompt that asks only for the image facts, in the CoT's format: the reading warm-up's
+    first half (see `stages.sft`)."""
+    name = env_name(env_name_or_id)
+    if name not in _FACTS:
+        raise ValueError(f"{name} has no image facts to read (card tasks only)")
+    body = ",\n".join(f'  "{key}": {placeholder}' for key, placeholder in _FACTS[name])
+    return f"Read the image. Your response should be a valid JSON object in the following format:\n{{\n{body}\n}}"
+
+
 def corpus_texts(n_episodes: int = 20, seed: int = 0) -> list[str]:
     """Prompts and oracle responses (CoT and not) along oracle episodes of all four envs, seeds
     seed..seed+n_episodes-1: text to train the tiny model's tokenizer on."""
