@@ -140,7 +140,7 @@ def run(
     tokens), its second half under the task's own prompt. Measured on Points24 (card reading alone):
     under the short prompt reading leaves chance after ~450 steps, under the task's 258-token prompt
     not within 1,500 (the image tokens start with ~1/10 of the attention they get next to a short
-    prompt); 300 steps under the task's prompt then carry the reading over (7% -> 67% per card).
+    prompt); 300 steps under the task's prompt then carry the reading over (7% -> 54-67% per card).
     """
     out = Path(out)
     if (out / META_FILE).exists():

@@ -179,8 +179,8 @@ def test_ezpoints_deals_are_always_solvable():
 
 # --- Points24 -------------------------------------------------------------------------------------
 def test_points24_draws_four_large_cards_clear_of_the_formula():
-    """Two rows of two: a row of four leaves cards 0.22 of the image wide, too small for the tiny
-    model to read (see Points24Env._card_boxes)."""
+    """Two rows of two: a row of four leaves cards 0.22 of the image wide, which the tiny model learns
+    to read far more slowly (see Points24Env._card_boxes)."""
     size = 112
     env = new("points24", image_size=size).unwrapped
     env.formula = tokens("(10+10)+4/1")

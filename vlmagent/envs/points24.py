@@ -18,8 +18,8 @@ class Points24Env(EZPointsEnv):
         """Two rows of two cards, each 0.3 of the image wide, read left to right, top to bottom.
 
         Not a row of four: measured with the tiny model (112 px, 28 px patches, frozen random vision
-        tower), cards 0.22 of the image wide are never read (loss at chance after 800 steps, even with
-        two cards) while cards 0.3 wide are (80% per card after 800 steps)."""
+        tower) trained on the cards alone, a row of four cards 0.22 of the image wide is read at 11%
+        per card after 800 steps (chance 7.7%), two rows of two 0.3 wide at 80%."""
         s = self.image_size
         width, gap = int(0.3 * s), 0.03 * s
         height = int(1.33 * width)
