@@ -118,18 +118,18 @@ def run_task(
         phase("init", lambda: 0.0 if base.exists() else sh(run, *init))
         phase("demos", lambda: sh(run, "demos", "--run", run, "--episodes", knobs["demo_episodes"]))
 
+        def sft_phase(start: Path, out: Path, *extra) -> float:
+            wall = sh(
+                run, "sft", "--run", run, "--data", run / "demos", "--policy", start, "--out", out, *extra
+            )
+            # a bench killed during SFT reruns a no-op here: the checkpoint records the SFT's own time
+            return max(wall, json.loads((out / "sft.json").read_text())["seconds"])
+
         start = base
         if knobs.get("read_steps", 0):  # a reading warm-up: SFT on the responses' image facts only
-            start = run / "sft_read"
-            read = ["sft", "--run", run, "--data", run / "demos", "--policy", base, "--out", start]
-            phase("sft_read", lambda: sh(run, *read, "--facts-only", "--steps", knobs["read_steps"]))
-
-        def sft_phase() -> float:
-            wall = sh(run, "sft", "--run", run, "--data", run / "demos", "--policy", start, "--out", sft)
-            # a bench killed during SFT reruns a no-op here: the checkpoint records the SFT's own time
-            return max(wall, json.loads((sft / "sft.json").read_text())["seconds"])
-
-        phase("sft", sft_phase)
+            start, read_steps = run / "sft_read", knobs["read_steps"]
+            phase("sft_read", lambda: sft_phase(base, start, "--facts-only", "--steps", read_steps))
+        phase("sft", lambda: sft_phase(start, sft))
     eval0 = run / "eval" / "000000"
     phase("eval_sft", lambda: sh(run, "eval", "--run", run, "--policy", sft, "--out", eval0))
     iterations = int(knobs["iterations"]) if iterations is None else iterations

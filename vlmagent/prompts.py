@@ -91,14 +91,15 @@ def build_prompt(env_name_or_id: str, cot: bool, state_text: str = "") -> str:
     parts.append(f"You can choose between [{choices}].")
     if name in ("ezpoints", "points24"):
         parts.append(_FORMULA_RULES.format(target=12 if name == "ezpoints" else 24))
-    fields = []
-    if cot:
-        fields += [f'  "{key}": {placeholder},' for key, placeholder in _FACTS[name]]
-        fields.append(f'  "thoughts": "{_THOUGHTS[name]}",')
-    fields.append(f'  "action": {_ACTION_FORMAT[name]}')
-    body = "\n".join(fields)
-    parts.append(f"Your response should be a valid JSON object in the following format:\n{{\n{body}\n}}")
+    fields = [*_FACTS[name], ("thoughts", f'"{_THOUGHTS[name]}"')] if cot else []
+    parts.append(_response_format([*fields, ("action", _ACTION_FORMAT[name])]))
     return "\n".join(parts)
+
+
+def _response_format(fields: Sequence[tuple[str, str]]) -> str:
+    """The prompt's last part: the JSON object to answer with, one (key, placeholder) per line."""
+    body = ",\n".join(f'  "{key}": {placeholder}' for key, placeholder in fields)
+    return f"Your response should be a valid JSON object in the following format:\n{{\n{body}\n}}"
 
 
 # --- parsing ----------------------------------------------------------------------------------------
@@ -277,8 +278,7 @@ def facts_prompt(env_name_or_id: str) -> str:
     name = env_name(env_name_or_id)
     if name not in _FACTS:
         raise ValueError(f"{name} has no image facts to read (card tasks only)")
-    body = ",\n".join(f'  "{key}": {placeholder}' for key, placeholder in _FACTS[name])
-    return f"Read the image. Your response should be a valid JSON object in the following format:\n{{\n{body}\n}}"
+    return f"Read the image. {_response_format(_FACTS[name])}"
 
 
 def corpus_texts(n_episodes: int = 20, seed: int = 0) -> list[str]:
