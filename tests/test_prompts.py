@@ -202,6 +202,16 @@ def test_oracle_response_reasoning():
     env.unwrapped.cards = [("3", "S"), ("3", "H"), ("8", "D"), ("8", "C")]
     thoughts = json.loads(oracle_response("points24", env, True))["thoughts"]
     assert "8/(3-8/3) = 24" in thoughts and "3-(8/3) = 1/3" in thoughts
+    # the same deal in another order writes the same sorted key and the same solution
+    assert "Largest first: 8, 8, 3, 3." in thoughts
+    env.unwrapped.cards = [("8", "S"), ("3", "H"), ("8", "D"), ("3", "C")]
+    reordered = json.loads(oracle_response("points24", env, True))["thoughts"]
+    assert reordered.split("Largest first")[1] == thoughts.split("Largest first")[1]
+    env = make_env("ezpoints", image_size=64)  # two cards: no sorted key
+    env.reset(seed=0)
+    assert "Largest first" not in json.loads(oracle_response("ezpoints", env, True))["thoughts"]
+    env = make_env("points24", image_size=64)
+    env.reset(seed=0)
     env.unwrapped.cards = [("A", "S"), ("A", "H"), ("A", "D"), ("A", "C")]
     assert "No formula" in json.loads(oracle_response("points24", env, True))["thoughts"]
 
