@@ -1,5 +1,6 @@
 """The four stages end to end on the tiny model: collect -> score -> update, eval, restarts."""
 
+import copy
 import json
 import os
 import signal
@@ -352,3 +353,29 @@ def test_alfworld_games_command_makes_the_games_a_run_plays(tmp_path):
     games = {json.loads(i)["game"] for i in read_stage(tmp_path / "eval")["info"]}
     assert games and all(g.split("/")[0] in made for g in games)
     assert all((tmp_path / "games" / "heldout" / g).is_dir() for g in games)  # eval plays the held-out split
+
+
+def test_a_checkpoints_sampling_defaults_do_not_change_what_collect_samples(policy, tmp_path):
+    """Qwen2-VL's generation_config.json sets repetition_penalty 1.05 (and top_k 1): generate fills
+    what we leave unset from it, so the behaviour policy would not be softmax(logits / T), the one
+    score and update compute. Here absurd defaults: the log-probs the sampler recorded must still
+    be the trainer's, and the checkpoint's own config is left as it was."""
+    own = policy.model.generation_config
+    policy.model.generation_config = copy.deepcopy(own)
+    policy.model.generation_config.repetition_penalty = 50.0
+    policy.model.generation_config.no_repeat_ngram_size = 1
+    try:
+        cfg = small_cfg()
+        out = tmp_path / "rollouts"
+        collect.run(cfg, out, collect.model_actor(cfg, HFBackend(policy), policy.processor), "ckpt0")
+        df = read_stage(out)
+        _, _, token_lp = score.score_rows(policy, df, cfg, batch_size=3)
+        gaps = [
+            abs(a - b)
+            for mine, theirs in zip(token_lp, df["behavior_logprobs"].to_list())
+            for a, b in zip(mine, theirs)
+        ]
+        assert len(gaps) == df["response_token_ids"].list.len().sum() and max(gaps) < 1e-3
+        assert policy.model.generation_config.repetition_penalty == 50.0
+    finally:
+        policy.model.generation_config = own
