@@ -166,6 +166,7 @@ def run_task(
         "episodes_per_iteration": settings.get("episodes"),
         "demo_episodes": knobs.get("demo_episodes"),
         "model": f"{knobs['model_size']} {knobs['model_image_size']}px/{knobs.get('model_patch_size', 14)}",
+        "temperature": settings["temperature"],  # of every collect and eval of the run
         "success": {k: v["success_rate"] for k, v in summary.items()},
         "mean_return": {k: v["mean_return"] for k, v in summary.items()},
         "parse_failure": {k: v["parse_failure_rate"] for k, v in summary.items()},
@@ -192,8 +193,8 @@ def run_task(
 
 def table() -> str:
     lines = [
-        "| run | model | demos | SFT success | RL success | oracle | paper 7B | SFT phase | RL phase (iters) | evals |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | model | T | demos | SFT success | RL success | oracle | paper 7B | SFT phase | RL phase (iters) | evals |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
     for r in results:
@@ -204,7 +205,7 @@ def table() -> str:
         paper = f"{PAPER[r['task']]}%" if r["task"] in PAPER else "n/a"
         evals = sum(t.get(k, 0.0) for k in ("eval_sft", "eval_rl"))
         lines.append(
-            f"| {r['name']} | {r['model']} | {r['demo_episodes']} | {100 * s['sft']:.1f}% | {rl_success} "
+            f"| {r['name']} | {r['model']} | {r['temperature']} | {r['demo_episodes']} | {100 * s['sft']:.1f}% | {rl_success} "
             f"| {100 * s['oracle']:.1f}% | {paper} | {sft_phase} "
             f"| {t.get('rl', 0.0) / 60:.1f} min ({r['iterations']}) | {evals / 60:.1f} min |"
         )
