@@ -273,6 +273,8 @@ def run(
             progress.update(task, advance=finished, rate=rate)
 
         for shard, n in todo:
+            if shard_path(out, shard).exists():  # another worker wrote it meanwhile (atomic writes)
+                continue
             env_seeds, sample_seed = episode_seeds(seed, iteration, shard, cfg.episodes_per_shard)
             meta = {
                 "run": cfg.run_name,

@@ -27,16 +27,25 @@ def summarize(stage_dir: Path) -> dict[str, Any]:
 
 
 def run(
-    cfg: Config, out: Path, actor: collect.Actor, policy_version: str, seed: int | None = None
-) -> dict[str, Any]:
+    cfg: Config,
+    out: Path,
+    actor: collect.Actor,
+    policy_version: str,
+    seed: int | None = None,
+    worker: tuple[int, int] = (0, 1),
+) -> dict[str, Any] | None:
+    """The summary, or None while other workers' shards are missing (see collect.run's `worker`)."""
     out = Path(out)
     summary_path = out / SUMMARY
     if summary_path.exists():
         return json.loads(summary_path.read_text())
     seed = cfg.eval_seed if seed is None else seed
     cfg = dataclasses.replace(cfg, env=cfg.eval_env or HELDOUT_ENV.get(cfg.env, cfg.env))
-    manifest = collect.run(cfg, out, actor, policy_version, iteration=0, seed=seed, stage="eval")
-    assert manifest is not None  # a single worker collects every shard
+    manifest = collect.run(
+        cfg, out, actor, policy_version, iteration=0, seed=seed, worker=worker, stage="eval"
+    )
+    if manifest is None:
+        return None
     summary = {"env": cfg.env, "policy_version": policy_version, "seed": seed, **summarize(out)}
     atomic_write(summary_path, json.dumps(summary, indent=2).encode())
     return summary

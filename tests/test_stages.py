@@ -204,6 +204,30 @@ def test_eval_summary_counts_add_up(tmp_path):
     assert summary["parse_failure_rate"] == 0.0
 
 
+def test_eval_split_across_workers_is_the_same_eval(tmp_path):
+    cfg = small_cfg(episodes=20, episodes_per_shard=4, num_envs=4)
+    actor = collect.oracle_actor("blackjack", True)
+    whole = eval_stage.run(cfg, tmp_path / "one", actor, "oracle", seed=7)
+    # worker 1 of 2: the odd shards only, and no summary while the even ones are missing
+    assert eval_stage.run(cfg, tmp_path / "two", actor, "oracle", seed=7, worker=(1, 2)) is None
+    written = sorted(p.name for p in (tmp_path / "two").glob("*.parquet"))
+    assert written == [shard_path(tmp_path / "two", s).name for s in (1, 3)]
+    assert not (tmp_path / "two" / eval_stage.SUMMARY).exists()
+    # worker 0 of 2, with a helper that finishes shard 4 while worker 0 plays shard 0: not played twice
+    helper_shard, played = shard_path(tmp_path / "two", 4), []
+
+    def actor_with_helper(envs, observations, prompt_texts, rng):
+        if not helper_shard.exists():
+            helper_shard.write_bytes(shard_path(tmp_path / "one", 4).read_bytes())
+            played.append(helper_shard.stat().st_mtime_ns)
+        return actor(envs, observations, prompt_texts, rng)
+
+    split = eval_stage.run(cfg, tmp_path / "two", actor_with_helper, "oracle", seed=7, worker=(0, 2))
+    assert played == [helper_shard.stat().st_mtime_ns]  # written once, by the helper
+    assert split == whole
+    assert read_stage(tmp_path / "two").equals(read_stage(tmp_path / "one"))
+
+
 def _collect_cmd(out: Path, policy: Path) -> list[str]:
     run = out.parent / "run"
     if not run.exists():

@@ -289,6 +289,7 @@ def eval_(
     seed: SeedOpt = None,
     temperature: Annotated[float | None, typer.Option(help="0 = greedy")] = None,
     cot: CotOpt = None,
+    shards: Annotated[str, typer.Option(help="i/n: play only shards s with s % n == i")] = "0/1",
 ) -> None:
     """Play seeded held-out episodes and summarise success rate, return and parse failures."""
 
@@ -304,17 +305,22 @@ def eval_(
             if run is None:
                 raise UserError("--out is required without --run")
             out = eval_dir(run, k)
-        summary = _eval(cfg, policy, out, seed)
+        summary = _eval(cfg, policy, out, seed, worker=_parse_shards(shards))
+        if summary is None:
+            console.print(f"wrote this worker's shards to {out}; other workers' shards are still missing")
+            return
         _print_summary(f"eval {cfg.env} ({policy})", summary)
         console.print(f"summary: {out / 'summary.json'}")
 
 
-def _eval(cfg: Config, policy: str, out: Path, seed: int | None = None) -> dict[str, Any]:
+def _eval(
+    cfg: Config, policy: str, out: Path, seed: int | None = None, worker: tuple[int, int] = (0, 1)
+) -> dict[str, Any] | None:
     from stages import eval as eval_stage
 
     cfg = dataclasses.replace(cfg, episodes=cfg.eval_episodes)
     actor, version = _make_actor(cfg, policy)
-    return eval_stage.run(cfg, out, actor, version, seed=seed)
+    return eval_stage.run(cfg, out, actor, version, seed=seed, worker=worker)
 
 
 @app.command()
