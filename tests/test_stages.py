@@ -98,8 +98,8 @@ def test_collect_rerun_is_a_no_op_and_same_seed_same_shards(collected, policy, t
     assert read_stage(again).equals(read_stage(out))
 
 
-def test_sampler_logprobs_match_score_per_token(collected, policy):
-    cfg, out = collected
+def sampler_vs_trainer_gaps(policy, cfg: Config, out: Path) -> list[float]:
+    """|behaviour log-prob - score's log-prob| for every response token of the collected shards."""
     df = read_stage(out)
     _, _, token_lp = score.score_rows(policy, df, cfg, batch_size=3)
     gaps = [
@@ -108,7 +108,13 @@ def test_sampler_logprobs_match_score_per_token(collected, policy):
         for a, b in zip(mine, theirs)
     ]
     assert len(gaps) == df["response_token_ids"].list.len().sum()
-    assert max(gaps) < 1e-3  # fp32, batched left-padded generate vs right-padded scoring forward
+    return gaps
+
+
+def test_sampler_logprobs_match_score_per_token(collected, policy):
+    cfg, out = collected
+    # fp32, batched left-padded generate vs right-padded scoring forward
+    assert max(sampler_vs_trainer_gaps(policy, cfg, out)) < 1e-3
 
 
 def test_score_adds_gae_columns(scored, collected):
@@ -392,14 +398,7 @@ def test_a_checkpoints_sampling_defaults_do_not_change_what_collect_samples(poli
         cfg = small_cfg()
         out = tmp_path / "rollouts"
         collect.run(cfg, out, collect.model_actor(cfg, HFBackend(policy), policy.processor), "ckpt0")
-        df = read_stage(out)
-        _, _, token_lp = score.score_rows(policy, df, cfg, batch_size=3)
-        gaps = [
-            abs(a - b)
-            for mine, theirs in zip(token_lp, df["behavior_logprobs"].to_list())
-            for a, b in zip(mine, theirs)
-        ]
-        assert len(gaps) == df["response_token_ids"].list.len().sum() and max(gaps) < 1e-3
+        assert max(sampler_vs_trainer_gaps(policy, cfg, out)) < 1e-3
         assert policy.model.generation_config.repetition_penalty == 50.0
     finally:
         policy.model.generation_config = own
