@@ -78,10 +78,8 @@ class HFBackend:
         sample = temperature > 0
         # an image placeholder in a response would ask score's forward for an image that isn't there
         recorder = SampledLogprobs(temperature, banned=[policy.family.image_token_id(policy.model)])
-        model, hf_model = (
-            policy.model,
-            unwrap(policy.model),
-        )  # (a LoRA wrapper generates with the inner model's config)
+        model = policy.model
+        hf_model = unwrap(model)  # a LoRA wrapper generates with the inner model's config
         own_config = hf_model.generation_config
         hf_model.generation_config = sampling_only_config(own_config)
         try:
@@ -89,9 +87,8 @@ class HFBackend:
                 **enc,
                 do_sample=sample,
                 temperature=temperature if sample else None,
-                top_k=0
-                if sample
-                else None,  # sample from the whole distribution: that is what score re-scores
+                # sample from the whole distribution: that is what score re-scores
+                top_k=0 if sample else None,
                 top_p=1.0 if sample else None,
                 max_new_tokens=max_new_tokens,
                 pad_token_id=policy.pad_token_id,
