@@ -207,13 +207,11 @@ def test_oracle_response_reasoning():
     env.unwrapped.cards = [("8", "S"), ("3", "H"), ("8", "D"), ("3", "C")]
     reordered = json.loads(oracle_response("points24", env, True))["thoughts"]
     assert reordered.split("Largest first")[1] == thoughts.split("Largest first")[1]
+    env.unwrapped.cards = [("A", "S"), ("A", "H"), ("A", "D"), ("A", "C")]
+    assert "No formula" in json.loads(oracle_response("points24", env, True))["thoughts"]
     env = make_env("ezpoints", image_size=64)  # two cards: no sorted key
     env.reset(seed=0)
     assert "Largest first" not in json.loads(oracle_response("ezpoints", env, True))["thoughts"]
-    env = make_env("points24", image_size=64)
-    env.reset(seed=0)
-    env.unwrapped.cards = [("A", "S"), ("A", "H"), ("A", "D"), ("A", "C")]
-    assert "No formula" in json.loads(oracle_response("points24", env, True))["thoughts"]
 
     env = make_env("blackjack", image_size=64)
     env.reset(seed=0)

@@ -39,8 +39,9 @@ class SampledLogprobs(LogitsProcessor):
 
 def sampling_only_config(model_config: GenerationConfig) -> GenerationConfig:
     """The checkpoint's generation config without its sampling defaults (instruct checkpoints such
-    as Qwen2-VL-Instruct ship a repetition_penalty, top_k, top_p ...): generate fills every argument we leave unset from the
-    model's config, and collect must sample from softmax(logits / T), what score and update compute."""
+    as Qwen2-VL-Instruct ship a repetition_penalty, top_k, top_p ...): generate fills every
+    argument we leave unset from the model's config, and collect must sample from
+    softmax(logits / T), what score and update compute."""
     ids = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
     return GenerationConfig(**{k: getattr(model_config, k, None) for k in ids})
 
