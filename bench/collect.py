@@ -2,7 +2,13 @@
 time (the reference's way), and vllm where it can run, on the same seeds and model; plus the
 sampler-vs-trainer log-prob gap that `score` reports for each.
 
+A second table says where the hf backend's time goes, from generate calls on the envs' first prompts:
+the prefill (the prompt's forward, timed as a call that makes one token) per row, and each decode
+step. Batching divides the decode step's cost among the rows; the prefill's it cannot, since on a CPU
+that forward is compute-bound, so its share of the batched call bounds the speed-up.
+
     python bench/collect.py [--env blackjack] [--episodes 32] [--num-envs 16] [--max-new-tokens 64]
+        [--temperature 1.0] [--model DIR]
 """
 
 from __future__ import annotations
@@ -12,13 +18,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
 from stages import collect, score
+from vlmagent import prompts
 from vlmagent.config import Config
-from vlmagent.policy.load import load_policy
+from vlmagent.envs import make_env
+from vlmagent.policy.load import Policy, chat_text, load_policy
 from vlmagent.policy.tiny import init_model
+from vlmagent.rollout import Request
 from vlmagent.rollout.hf import HFBackend
 from vlmagent.shards import read_stage
 
@@ -38,12 +48,55 @@ def measure(cfg: Config, backend, processor, policy, out: Path) -> dict[str, flo
     }
 
 
+def first_prompts(cfg: Config, policy: Policy, n: int) -> list[Request]:
+    """The first prompt of n episodes, built as collect builds them."""
+    requests = []
+    for seed in range(n):
+        env = make_env(cfg.env, **collect.env_kwargs(cfg))
+        obs = env.reset(seed=seed)[0]
+        text = prompts.build_prompt(cfg.env, cfg.cot, env.unwrapped.state_text())
+        requests.append(Request(chat_text(policy.processor, text, True), Image.fromarray(obs)))
+    return requests
+
+
+def time_generate(
+    hf: HFBackend, requests: list[Request], cfg: Config, max_new_tokens: int
+) -> tuple[float, int]:
+    """Best of 3 wall times of one generate call, and the steps it ran (its longest response)."""
+    best, steps = float("inf"), 0
+    for seed in range(3):
+        t = time.perf_counter()
+        gens = hf.generate(requests, cfg.temperature, max_new_tokens, seed)
+        if time.perf_counter() - t < best:
+            best, steps = time.perf_counter() - t, max(len(g.response_token_ids) for g in gens)
+    return best, steps
+
+
+def breakdown(hf: HFBackend, policy: Policy, cfg: Config, num_envs: int) -> dict[int, dict[str, float]]:
+    """Per batch size: prefill per row, decode per step and per generated row-token, in ms."""
+    requests = first_prompts(cfg, policy, num_envs)
+    out = {}
+    for batch in (1, num_envs):
+        prefill, _ = time_generate(hf, requests[:batch], cfg, 1)
+        full, steps = time_generate(hf, requests[:batch], cfg, cfg.max_new_tokens)
+        step = (full - prefill) / max(steps - 1, 1)
+        out[batch] = {
+            "prefill ms/row": 1e3 * prefill / batch,
+            "decode ms/step": 1e3 * step,
+            "decode ms/row-token": 1e3 * step / batch,
+            "prefill share": prefill / full,
+            "call ms/row": 1e3 * full / batch,
+        }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--env", default="blackjack")
     ap.add_argument("--episodes", type=int, default=32)
     ap.add_argument("--num-envs", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--model", default="", help="model dir (default: a fresh tiny model)")
     args = ap.parse_args()
     results: dict[str, dict[str, float] | str] = {}
@@ -51,7 +104,12 @@ def main() -> None:
         tmp = Path(tmp)
         model = args.model or str(init_model(tmp / "model"))
         policy = load_policy(model)
-        base = dict(env=args.env, episodes=args.episodes, max_new_tokens=args.max_new_tokens, temperature=1.0)
+        base = dict(
+            env=args.env,
+            episodes=args.episodes,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+        )
         batched = Config(**base, num_envs=args.num_envs, episodes_per_shard=args.episodes)
         single = Config(**base, num_envs=1, episodes_per_shard=args.episodes)
         hf = HFBackend(policy)
@@ -85,7 +143,16 @@ def main() -> None:
             f"{r['gap mean']:.1e}",
             f"{r['gap max']:.1e}",
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    parts = breakdown(hf, policy, batched, args.num_envs)
+    table = Table(title=f"hf generate, {args.num_envs} first prompts, max {args.max_new_tokens} new tokens")
+    table.add_column("batch", justify="right")
+    for col in parts[1]:
+        table.add_column(col, justify="right")
+    for batch, r in parts.items():
+        table.add_row(str(batch), *(f"{v:.0%}" if "share" in k else f"{v:.1f}" for k, v in r.items()))
+    console.print(table)
 
 
 if __name__ == "__main__":
