@@ -8,7 +8,7 @@ step. Batching divides the decode step's cost among the rows; the prefill's it c
 that forward is compute-bound, so its share of the batched call bounds the speed-up.
 
     python bench/collect.py [--env blackjack] [--episodes 32] [--num-envs 16] [--max-new-tokens 64]
-        [--temperature 1.0] [--model DIR]
+        [--temperature 1.0] [--model DIR] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--model", default="", help="model dir (default: a fresh tiny model)")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each hf arm; the table shows the fastest")
     args = ap.parse_args()
     results: dict[str, dict[str, float] | str] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,10 +114,13 @@ def main() -> None:
         batched = Config(**base, num_envs=args.num_envs, episodes_per_shard=args.episodes)
         single = Config(**base, num_envs=1, episodes_per_shard=args.episodes)
         hf = HFBackend(policy)
-        results[f"hf, {args.num_envs} envs batched"] = measure(
-            batched, hf, policy.processor, policy, tmp / "b"
-        )
-        results["hf, one env at a time"] = measure(single, hf, policy.processor, policy, tmp / "s")
+        arms = {f"hf, {args.num_envs} envs batched": batched, "hf, one env at a time": single}
+        for r in range(args.repeats):  # the arms take turns, so a slow spell of the machine hits both
+            for i, (name, cfg) in enumerate(arms.items()):
+                m = measure(cfg, hf, policy.processor, policy, tmp / f"hf{i}-{r}")
+                best = results.get(name)
+                if not isinstance(best, dict) or m["episodes/s"] > best["episodes/s"]:
+                    results[name] = m
         try:
             from vlmagent.rollout.vllm import VLLMBackend, vllm_platform
 
@@ -133,7 +137,6 @@ def main() -> None:
         table.add_column(col, justify="right")
     for name, r in results.items():
         if isinstance(r, str):
-            table.add_row(name, r, "", "", "", "")
             continue
         table.add_row(
             name,
@@ -145,6 +148,9 @@ def main() -> None:
         )
     console = Console()
     console.print(table)
+    for name, r in results.items():
+        if isinstance(r, str):
+            console.print(f"{name}: {r}")
     parts = breakdown(hf, policy, batched, args.num_envs)
     table = Table(title=f"hf generate, {args.num_envs} first prompts, max {args.max_new_tokens} new tokens")
     table.add_column("batch", justify="right")

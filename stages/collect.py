@@ -274,6 +274,7 @@ def run(
 
         for shard, n in todo:
             if shard_path(out, shard).exists():  # another worker wrote it meanwhile (atomic writes)
+                progress.update(task, advance=n)
                 continue
             env_seeds, sample_seed = episode_seeds(seed, iteration, shard, cfg.episodes_per_shard)
             meta = {

@@ -67,6 +67,11 @@ def _config(run: Path | None, **overrides: Any) -> Config:
     return cfg
 
 
+def _print_partial(out: Path) -> None:
+    """What a `--shards i/n` worker says when it is not the one that finishes the directory."""
+    console.print(f"wrote this worker's shards to {out}; other workers' shards are still missing")
+
+
 def _parse_shards(spec: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in spec.split("/"))
@@ -210,7 +215,7 @@ def collect(
         actor, version = _make_actor(cfg, policy)
         manifest = collect_stage.run(cfg, out, actor, version, iteration=k, worker=_parse_shards(shards))
         if manifest is None:
-            console.print(f"wrote this worker's shards to {out}; other workers' shards are still missing")
+            _print_partial(out)
             return
         _print_summary(f"collect {cfg.env} -> {out}", summarize(out))
 
@@ -307,7 +312,7 @@ def eval_(
             out = eval_dir(run, k)
         summary = _eval(cfg, policy, out, seed, worker=_parse_shards(shards))
         if summary is None:
-            console.print(f"wrote this worker's shards to {out}; other workers' shards are still missing")
+            _print_partial(out)
             return
         _print_summary(f"eval {cfg.env} ({policy})", summary)
         console.print(f"summary: {out / 'summary.json'}")
