@@ -38,6 +38,10 @@ iteration run:
 update-fsdp run nproc="2":
     .venv/bin/torchrun --nproc-per-node {{nproc}} -m -- vlmagent.cli update --run {{run}}
 
+# collect throughput: hf batched vs one env at a time (and vllm on a GPU), log-prob gaps, prefill vs decode
+bench-collect *args:
+    {{py}} bench/collect.py {{args}}
+
 # one iteration, stage by stage, with Parquet I/O's share
 bench-loop:
     {{py}} bench/loop.py
