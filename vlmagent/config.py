@@ -36,8 +36,14 @@ class Config:
     # collection
     backend: str = _f("auto", "generation backend: auto (vllm on GPU if installed, else hf), vllm or hf")
     episodes: int = _f(64, "episodes collected per iteration")
-    episodes_per_shard: int = _f(16, "episodes per shard: the unit of restart and of --shards i/n")
-    num_envs: int = _f(16, "envs stepped side by side, one batched generate call per step")
+    episodes_per_shard: int = _f(
+        16,
+        "episodes per shard: the unit of restart and of --shards i/n; collect refills its batch within a "
+        "shard only: a few times num_envs keeps the batch full between episodes",
+    )
+    num_envs: int = _f(
+        16, "envs stepped side by side, one batched generate call per step (at most one shard's episodes)"
+    )
     cot: bool = _f(True, "ask for chain-of-thought before the action (the paper's main setting)")
     temperature: float = _f(0.2, "sampling temperature; log-probs are taken at this temperature too")
     max_new_tokens: int = _f(256, "max tokens generated per step")
