@@ -67,8 +67,9 @@ def time_generate(
     for seed in range(3):
         t = time.perf_counter()
         gens = hf.generate(requests, cfg.temperature, max_new_tokens, seed)
-        if time.perf_counter() - t < best:
-            best, steps = time.perf_counter() - t, max(len(g.response_token_ids) for g in gens)
+        dt = time.perf_counter() - t
+        if dt < best:
+            best, steps = dt, max(len(g.response_token_ids) for g in gens)
     return best, steps
 
 
