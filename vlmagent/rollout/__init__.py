@@ -37,6 +37,10 @@ class Backend(Protocol):
         self, requests: list[Request], temperature: float, max_new_tokens: int, seed: int
     ) -> list[Generation]: ...
 
+    def close(self) -> None:
+        """Release what the backend holds outside this process's objects (a vLLM engine's processes)."""
+        ...
+
 
 def token_char_offsets(tokenizer, ids: list[int]) -> list[tuple[int, int]]:
     """(start, end) character span of each token in `tokenizer.decode(ids, skip_special_tokens=True)`.

@@ -51,6 +51,9 @@ class HFBackend:
         self.policy = policy
         self.batch_size = batch_size
 
+    def close(self) -> None:
+        """Nothing to release: the model lives in this process and goes with its last reference."""
+
     @torch.no_grad()
     def generate(
         self, requests: list[Request], temperature: float, max_new_tokens: int, seed: int
