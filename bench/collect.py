@@ -128,7 +128,12 @@ def main() -> None:
             if vllm_platform() in (None, "cpu"):
                 raise RuntimeError(f"vllm platform {vllm_platform()}: our LLaVA models need a GPU in vllm")
             vllm = VLLMBackend(model)
-            results[f"vllm, {args.num_envs} envs"] = measure(batched, vllm, vllm.processor, policy, tmp / "v")
+            try:
+                results[f"vllm, {args.num_envs} envs"] = measure(
+                    batched, vllm, vllm.processor, policy, tmp / "v"
+                )
+            finally:
+                vllm.close()
         except (ImportError, RuntimeError) as e:
             results["vllm"] = f"not run: {e}"
     ref = results["hf, one env at a time"]

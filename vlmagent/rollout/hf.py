@@ -52,7 +52,9 @@ class HFBackend:
         self.batch_size = batch_size
 
     def close(self) -> None:
-        """Nothing to release: the model lives in this process and goes with its last reference."""
+        """Let go of the model: whoever still holds this backend (an actor's closure) no longer keeps its
+        weights alive, on a GPU a second copy beside the next stage's."""
+        del self.policy
 
     @torch.no_grad()
     def generate(
