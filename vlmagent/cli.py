@@ -96,8 +96,12 @@ def _served(cfg: Config, policy: str) -> Iterator[tuple[Any, str]]:
     if policy == "random":
         yield collect.random_actor(), "random"
         return
+    import torch
+
     from vlmagent.rollout import make_backend
 
+    if torch.cuda.is_available():  # a vLLM engine starts only if its gpu_memory_utilization share is
+        torch.cuda.empty_cache()  # free: give back what the last update left in this process's cache
     vllm_options = {
         "tensor_parallel_size": cfg.tensor_parallel_size,
         "gpu_memory_utilization": cfg.gpu_memory_utilization,
