@@ -38,7 +38,7 @@ class Backend(Protocol):
     ) -> list[Generation]: ...
 
     def close(self) -> None:
-        """Release what the backend holds outside this process's objects (a vLLM engine's processes)."""
+        """Release the model and what serves it (a vLLM engine's processes); no generate after this."""
         ...
 
 
