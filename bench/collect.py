@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +25,7 @@ from stages import collect, score
 from vlmagent import prompts
 from vlmagent.config import Config
 from vlmagent.envs import make_env
-from vlmagent.policy.load import Policy, chat_text, load_policy
+from vlmagent.policy.load import Policy, load_policy
 from vlmagent.policy.tiny import init_model
 from vlmagent.rollout import Request
 from vlmagent.rollout.hf import HFBackend
@@ -50,12 +49,13 @@ def measure(cfg: Config, backend, processor, policy, out: Path) -> dict[str, flo
 
 def first_prompts(cfg: Config, policy: Policy, n: int) -> list[Request]:
     """The first prompt of n episodes, built as collect builds them."""
+    env = make_env(cfg.env, **collect.env_kwargs(cfg))
     requests = []
     for seed in range(n):
-        env = make_env(cfg.env, **collect.env_kwargs(cfg))
         obs = env.reset(seed=seed)[0]
         text = prompts.build_prompt(cfg.env, cfg.cot, env.unwrapped.state_text())
-        requests.append(Request(chat_text(policy.processor, text, True), Image.fromarray(obs)))
+        requests.append(collect.model_request(policy.processor, obs, text))
+    env.close()
     return requests
 
 

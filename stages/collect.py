@@ -71,14 +71,17 @@ def random_actor() -> Actor:
     return act
 
 
+def model_request(processor: Any, obs: np.ndarray | None, text: str) -> Request:
+    """The generate request for one env step: the chat-templated prompt, the image as the env rendered it."""
+    image = Image.fromarray(obs) if obs is not None else None
+    return Request(chat_text(processor, text, image is not None), image)
+
+
 def model_actor(cfg: Config, backend: Backend, processor: Any) -> Actor:
-    """A VLM policy: one batched generate call per env step, images as the env rendered them."""
+    """A VLM policy: one batched generate call per env step."""
 
     def act(envs, observations, prompt_texts, rng):
-        requests = []
-        for obs, text in zip(observations, prompt_texts):
-            image = Image.fromarray(obs) if obs is not None else None
-            requests.append(Request(chat_text(processor, text, image is not None), image))
+        requests = [model_request(processor, obs, text) for obs, text in zip(observations, prompt_texts)]
         gens = backend.generate(requests, cfg.temperature, cfg.max_new_tokens, seed=int(rng.integers(2**31)))
         tok = processor.tokenizer
         return [

@@ -407,8 +407,9 @@ def test_alfworld_games_command_makes_the_games_a_run_plays(tmp_path):
 def test_a_checkpoints_sampling_defaults_do_not_change_what_collect_samples(policy, tmp_path):
     """Instruct checkpoints (Qwen2-VL-Instruct) ship sampling defaults in generation_config.json
     (a repetition_penalty among them): generate fills what we leave unset from it, so the behaviour
-    policy would not be softmax(logits / T), the one score and update compute. Here absurd defaults: the log-probs the sampler recorded must still
-    be the trainer's, and the checkpoint's own config is left as it was."""
+    policy would not be softmax(logits / T), the one score and update compute. Here absurd defaults:
+    the log-probs the sampler recorded must still be the trainer's, and the checkpoint's own config is
+    left as it was."""
     own = policy.model.generation_config
     policy.model.generation_config = copy.deepcopy(own)
     policy.model.generation_config.repetition_penalty = 50.0
