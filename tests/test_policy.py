@@ -28,7 +28,7 @@ from vlmagent.policy import (
     token_logprobs,
 )
 from vlmagent.policy.load import Qwen2VLImageOnlyProcessor
-from vlmagent.prompts import action_token_start
+from vlmagent.prompts import action_token_start, corpus_texts
 
 PROMPT = 'Target: 3, Current: 1. What now? Answer as {"thoughts": ..., "action": ...}'
 
@@ -79,6 +79,22 @@ def test_init_model_is_deterministic(tmp_path, tiny_model_dir):
     assert (other / "model.safetensors").read_bytes() != (again / "model.safetensors").read_bytes()
     with pytest.raises(ValueError, match="size"):
         init_model(tmp_path / "c", size="huge")
+
+
+def test_init_model_does_not_change_when_the_prompts_do(tmp_path, tiny_model_dir, monkeypatch):
+    """A prompt edit (13b6c19's Points24 CoT) once retrained the tokenizer, changed the vocabulary size and
+    so re-drew every random weight: NumberLine's SFT went from 76% to 34%. The tokenizer is a shipped file."""
+    import vlmagent.prompts
+
+    monkeypatch.setattr(vlmagent.prompts, "corpus_texts", lambda *a, **k: ["edited prompts " * 50])
+    again = init_model(tmp_path / "a")
+    assert (again / "model.safetensors").read_bytes() == (
+        Path(tiny_model_dir) / "model.safetensors"
+    ).read_bytes()
+    # the shipped tokenizer still encodes today's prompts and answers exactly (byte-level BPE)
+    tok = load_policy(again).tokenizer
+    for text in corpus_texts(n_episodes=2):
+        assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
 
 
 def test_init_model_patch_size_sets_the_image_token_count(tmp_path):

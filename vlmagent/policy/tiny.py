@@ -1,7 +1,8 @@
 """`vlmagent init-model`: a randomly initialised LLaVA-architecture model that builds offline in seconds.
 
-CLIP vision tower + Llama decoder, our own byte-level BPE tokenizer (trained here on the envs' prompts
-and oracle responses plus plain ASCII; byte-level, so any text round-trips), a chat template, and a
+CLIP vision tower + Llama decoder, our own byte-level BPE tokenizer (`data/tiny/tokenizer.json`,
+trained on the envs' prompts and oracle responses plus plain ASCII; byte-level, so any text
+round-trips), a chat template, and a
 PIL CLIP image processor at `image_size` (112 px: cheap on a CPU). The image token count equals the
 vision patch count: the processor adds one token for CLIP's CLS embedding
 (`num_additional_image_tokens=1`) and takes it away again (`vision_feature_select_strategy="default"`),
@@ -34,11 +35,16 @@ from vlmagent.policy.load import Qwen2VLImageOnlyProcessor
 from vlmagent.policy.value import ValueHead
 
 PATCH = 14
-# size -> (vision hidden, vision layers, text hidden, text layers, attention heads, kv heads, vocab)
+# size -> (vision hidden, vision layers, text hidden, text layers, attention heads, kv heads)
 SIZES = {
-    "tiny": (128, 2, 256, 4, 4, 2, 4096),  # about 4M parameters
-    "small": (256, 4, 512, 8, 8, 4, 4096),  # about 30M parameters
+    "tiny": (128, 2, 256, 4, 4, 2),  # about 4M parameters
+    "small": (256, 4, 512, 8, 8, 4),  # about 30M parameters
 }
+# A shipped file, not trained at init-model time: the vocabulary size sets how much of the random stream
+# the embeddings draw, so a tokenizer retrained on edited prompts re-drew every weight of the model, the
+# frozen vision tower's included, and moved every recipe's result (NumberLine SFT: 76% -> 34%).
+# Rebuild it deliberately (`python -m vlmagent.policy.tiny`) and re-measure the recipes after.
+TOKENIZER_FILE = Path(__file__).resolve().parents[2] / "data" / "tiny" / "tokenizer.json"
 IMAGE_TOKEN, PAD, END = "<image>", "<|pad|>", "<|end|>"
 ROLES = ["<|system|>", "<|user|>", "<|assistant|>"]
 # <|role|>\n content <|end|>\n per message; the image goes first in a user turn
@@ -55,6 +61,12 @@ def corpus() -> list[str]:
     from vlmagent.prompts import corpus_texts
 
     return corpus_texts() + [string.printable, string.ascii_letters + string.digits + string.punctuation]
+
+
+def train_tiny_tokenizer() -> Tokenizer:
+    """What `data/tiny/tokenizer.json` was trained as: BPE up to 4,096 tokens (it stops far below, at
+    tokens seen twice) on `corpus()` with the LLaVA model's special tokens."""
+    return train_tokenizer(corpus(), 4096, [PAD, END, IMAGE_TOKEN, *ROLES])
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, special_tokens: list[str]) -> Tokenizer:
@@ -92,8 +104,8 @@ def build_llava(size: str = "tiny", seed: int = 0, image_size: int = 112, patch_
         raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
     if patch_size < 1 or image_size % patch_size:
         raise ValueError(f"image_size {image_size} must be a multiple of the patch size {patch_size}")
-    v_hidden, v_layers, t_hidden, t_layers, heads, kv_heads, vocab = SIZES[size]
-    tok = train_tokenizer(corpus(), vocab, [PAD, END, IMAGE_TOKEN, *ROLES])
+    v_hidden, v_layers, t_hidden, t_layers, heads, kv_heads = SIZES[size]
+    tok = Tokenizer.from_file(str(TOKENIZER_FILE))
     tokenizer = _fast_tokenizer(
         tok, pad_token=PAD, eos_token=END, extra_special_tokens={"image_token": IMAGE_TOKEN}
     )
@@ -223,3 +235,8 @@ def build_tiny_qwen2_vl(out: Path, seed: int = 0, image_size: int = 112) -> Path
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+if __name__ == "__main__":  # rebuild the shipped tokenizer from today's prompts (changes every init-model)
+    train_tiny_tokenizer().save(str(TOKENIZER_FILE), pretty=False)
+    print(f"wrote {TOKENIZER_FILE}")
