@@ -16,6 +16,7 @@ RUN/results.json; the learning curve and the SFT loss curve are copied to docs/r
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import re
@@ -38,6 +39,48 @@ VLMAGENT = [sys.executable, "-m", "vlmagent.cli"]
 RESULTS = ROOT / "docs" / "results"
 # the paper's 7B results; its ALFWorld games (ALFRED scenes) are not ours, so no comparison there
 PAPER = {"numberline": 89.4, "ezpoints": 50.0, "blackjack": 40.2, "points24": 2.3}
+# what a result depends on besides its recipe's settings: a row measured where these differ from today's
+# is stale (data/tiny: init-model's tokenizer)
+CODE = ("vlmagent", "stages", "data/tiny")
+THREADS = os.environ.get("OMP_NUM_THREADS", "1")  # every command of a run gets this many
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def provenance() -> dict:
+    """The commit, whether the tree differed from it, and the versions and threads a result was measured with."""
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", *CODE, "recipes", "bench")),
+        "torch": importlib.metadata.version("torch"),
+        "transformers": importlib.metadata.version("transformers"),
+        "threads": int(THREADS),
+    }
+
+
+def recipe_at(commit: str | None, task: str) -> dict | None:
+    """A recipe's settings at `commit` (None: the working tree's); its comments do not count."""
+    path = f"recipes/{task}.toml"
+    try:
+        text = git("show", f"{commit}:{path}") if commit else (ROOT / path).read_text()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None
+    return tomllib.loads(text)
+
+
+def changed_since(commit: str | None, task: str, now: str | None = None) -> bool:
+    """Whether the code or the task's recipe differ between `commit` and `now` (a commit; None: the
+    working tree). An unrecorded commit counts as changed."""
+    if not commit:
+        return True
+    code = subprocess.run(
+        ["git", "diff", "--quiet", commit, *([now] if now else []), "--", *CODE],
+        cwd=ROOT,
+        capture_output=True,
+    )
+    return code.returncode != 0 or recipe_at(commit, task) != recipe_at(now, task)
 
 
 def parse_set(items: list[str]) -> dict:
@@ -57,7 +100,7 @@ def sh(run: Path, *args) -> float:
         f.write(line + "\n")
     print("$ " + line, flush=True)
     t = time.perf_counter()
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": THREADS, "HF_HUB_OFFLINE": "1"}
     subprocess.run(VLMAGENT + cmd, check=True, cwd=ROOT, env=env)
     return time.perf_counter() - t
 
@@ -92,6 +135,17 @@ def run_task(
     run.mkdir(parents=True, exist_ok=True)
     times_file = run / "times.json"
     times = json.loads(times_file.read_text()) if times_file.exists() else {}
+    # one run, one commit: a bench resumed after the code changed would mix two versions in one result
+    prov_file, prov = run / "provenance.json", provenance()
+    if prov_file.exists():
+        started = json.loads(prov_file.read_text())
+        if changed_since(started["commit"], task):
+            sys.exit(
+                f"{run} was started on {started['commit'][:10]}; the code or recipe differ now: use a new --name"
+            )
+        prov = started
+    else:
+        prov_file.write_text(json.dumps(prov, indent=1))
 
     def phase(key: str, fn) -> None:
         if key not in times:
@@ -99,6 +153,13 @@ def run_task(
             times_file.write_text(json.dumps(times, indent=1))
 
     sft = (sft_from / "sft") if sft_from else run / "sft"
+    if sft_from is not None:  # the SFT checkpoint is part of the result: it must come from the same code
+        sft_prov = sft_from / "provenance.json"
+        sft_commit = json.loads(sft_prov.read_text())["commit"] if sft_prov.exists() else None
+        if changed_since(sft_commit, task, prov["commit"]):
+            sys.exit(
+                f"{sft_from} was measured on {sft_commit[:10]}, whose code or recipe differ from this run's"
+            )
     settings["policy"] = str(sft.resolve())
     if "train_games_per_type" in knobs:  # ALFWorld: our own games, train and held-out drawn apart
         games = (sft_from or run) / "games"
@@ -177,6 +238,7 @@ def run_task(
             else {}
         ),
         "seconds": times,
+        **prov,
     }
     (run / "results.json").write_text(json.dumps(result, indent=1))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -191,10 +253,22 @@ def run_task(
     return result
 
 
+def commit_cell(result: dict) -> str:
+    """The commit a row was measured on, marked when its code or recipe are not today's, or were not
+    committed."""
+    commit = result.get("commit")
+    cell = commit[:10] if commit else "unrecorded"
+    if result.get("dirty"):
+        cell += " (dirty)"
+    if changed_since(commit, result["task"], "HEAD"):
+        cell += " **stale: code or recipe changed since**"
+    return cell
+
+
 def table() -> str:
     lines = [
-        "| run | model | T | demos | SFT success | RL success | oracle | paper 7B | SFT phase | RL phase (iters) | evals |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | model | T | demos | SFT success | RL success | oracle | paper 7B | SFT phase | RL phase (iters) | evals | commit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
     for r in results:
@@ -207,7 +281,7 @@ def table() -> str:
         lines.append(
             f"| {r['name']} | {r['model']} | {r['temperature']} | {r['demo_episodes']} | {100 * s['sft']:.1f}% | {rl_success} "
             f"| {100 * s['oracle']:.1f}% | {paper} | {sft_phase} "
-            f"| {t.get('rl', 0.0) / 60:.1f} min ({r['iterations']}) | {evals / 60:.1f} min |"
+            f"| {t.get('rl', 0.0) / 60:.1f} min ({r['iterations']}) | {evals / 60:.1f} min | {commit_cell(r)} |"
         )
     for r in results:  # ALFWorld: per task type (episodes drawn from the held-out games)
         if "success_by_task_type" in r:

@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from stages import collect, demos, sft
@@ -50,16 +51,19 @@ def invoke(*args: str) -> str:
     return res.output
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, tiny_model_dir) -> Path:
-    """The whole pipeline at toy scale on NumberLine, through the CLI."""
-    run = tmp_path_factory.mktemp("learn") / "run"
+def run_pipeline(run: Path, base: Path) -> Path:
+    """The whole pipeline at toy scale on NumberLine, through the CLI: demos, sft, one RL iteration, eval."""
     run.mkdir()
     (run / "run.toml").write_text(RUN_TOML + f'policy = "{run / "sft"}"\n')
     invoke("demos", "--run", run)
-    invoke("sft", "--run", run, "--data", run / "demos", "--policy", tiny_model_dir, "--out", run / "sft")
+    invoke("sft", "--run", run, "--data", run / "demos", "--policy", base, "--out", run / "sft")
     invoke("loop", "--run", run, "--iterations", 1)
     return run
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, tiny_model_dir) -> Path:
+    return run_pipeline(tmp_path_factory.mktemp("learn") / "run", tiny_model_dir)
 
 
 def test_pipeline_demos_are_valid_text_shards(pipeline):
@@ -109,6 +113,32 @@ def test_report_table_and_curve(pipeline):
     rows = gather(pipeline)
     assert [r["iteration"] for r in rows] == [0, 1]
     assert {"train_success", "approx_kl", "clipfrac"} <= set(rows[0]) and "eval_success" in rows[1]
+
+
+def test_the_same_commands_twice_give_the_same_run(pipeline, tmp_path):
+    """Determinism, the ground of every published number: init-model, demos, sft, collect, score, update
+    and eval run again from scratch give the same weights bit for bit and the same shards and summary."""
+    from vlmagent.policy.tiny import init_model
+
+    again = run_pipeline(tmp_path / "run", init_model(tmp_path / "base"))
+
+    def tensors(ckpt: Path) -> dict[str, torch.Tensor]:
+        return {**load_file(ckpt / "model.safetensors"), **load_file(ckpt / "value_head.safetensors")}
+
+    for ckpt in ("sft", "ckpt/000001"):
+        a, b = tensors(pipeline / ckpt), tensors(again / ckpt)
+        assert a.keys() == b.keys()
+        for name in a:
+            assert torch.equal(a[name], b[name]), f"{ckpt}: {name}"
+    paths = ["run", "policy_version"]  # the run directory's own path is in these
+    for stage in ("demos", "iter/000000/rollouts", "iter/000000/scored", "eval/000001"):
+        a, b = read_stage(pipeline / stage), read_stage(again / stage)
+        assert a.drop(paths).equals(b.drop(paths)), stage
+    a, b = (json.loads((r / "eval/000001/summary.json").read_text()) for r in (pipeline, again))
+    assert a.pop("policy_version") != b.pop("policy_version") and a == b
+    stats = ("pg_loss", "v_loss", "approx_kl", "clipfrac", "grad_norm", "explained_variance", "steps")
+    a, b = (json.loads((r / "iter/000000/update.json").read_text()) for r in (pipeline, again))
+    assert [a[k] for k in stats] == [b[k] for k in stats]
 
 
 def test_report_of_an_empty_run_is_a_user_error(tmp_path):
