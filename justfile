@@ -62,3 +62,7 @@ learn-ablation:
 # the results table (markdown) of every bench/learn.py run in docs/results
 learn-table:
     {{py}} bench/learn.py --table
+
+# rerun published results from scratch (default: all of docs/results) and fail when one falls short of it
+learn-check *names:
+    {{py}} bench/learn.py --check {{names}}

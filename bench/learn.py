@@ -4,13 +4,16 @@ after RL, and the wall time of each phase on this machine.
     python bench/learn.py numberline                   # recipes/numberline.toml -> runs/learn/numberline
     python bench/learn.py numberline --name nl-lambda1 --set cot_lambda=1.0 --sft-from runs/learn/numberline
     python bench/learn.py --table                      # the results table (markdown) of every run so far
+    python bench/learn.py --check numberline           # rerun a published result from scratch and compare
 
 Phases (each a `vlmagent` command, logged to RUN/commands.sh; a rerun skips what is done, so a killed
 bench continues): init-model -> demos -> [sft --facts-only, when the recipe sets read_steps] -> sft ->
 eval of the SFT policy -> loop (RL, ending with the eval of the last checkpoint on the same held-out
 seeds) -> eval of the oracle on those seeds (the ceiling) -> report. The RL phase's time is the loop's
 minus its final eval (from the file times of the last checkpoint and the eval summary). Results go to
-RUN/results.json; the learning curve and the SFT loss curve are copied to docs/results/.
+RUN/results.json; the learning curve and the SFT loss curve are copied to docs/results/. Each result
+records the commit it ran on (a resumed bench refuses other code), and the table marks rows whose code or
+recipe have changed since.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import os
 import re
 import shlex
@@ -127,7 +131,13 @@ def success_by_task_type(stage_dir: Path) -> dict[str, dict[str, float]]:
 
 
 def run_task(
-    task: str, name: str, overrides: dict, sft_from: Path | None, runs: Path, iterations: int | None = None
+    task: str,
+    name: str,
+    overrides: dict,
+    sft_from: Path | None,
+    runs: Path,
+    iterations: int | None = None,
+    publish: bool = True,
 ) -> dict:
     recipe = tomllib.loads((ROOT / "recipes" / f"{task}.toml").read_text())
     knobs, settings = recipe["recipe"], {**recipe["run"], **overrides}
@@ -241,16 +251,44 @@ def run_task(
         **prov,
     }
     (run / "results.json").write_text(json.dumps(result, indent=1))
+    if publish:
+        publish_result(run, result, sft_from is None)
+    return result
+
+
+def publish_result(run: Path, result: dict, own_sft: bool) -> None:
+    """The result, its commands, run.toml and curves into docs/results (what the table reads)."""
+    name, sft, iterations = result["name"], run / "sft", result["iterations"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     if iterations:
         shutil.copy(run / "learning_curve.png", RESULTS / f"{name}_learning_curve.png")
-    if (sft / "loss.png").exists() and sft_from is None:
+    if own_sft and (sft / "loss.png").exists():
         shutil.copy(sft / "loss.png", RESULTS / f"{name}_sft_loss.png")
     for file in ("commands.sh", "run.toml"):  # the commands read run.toml; a rerun logs report again
         lines = (run / file).read_text().replace(f"{ROOT}/", "").splitlines()
         (RESULTS / f"{name}_{file}").write_text("\n".join(dict.fromkeys(lines)) + "\n")
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
-    return result
+
+
+def check(names: list[str], runs: Path) -> int:
+    """Rerun published results from scratch into `runs` (nothing published) and compare their held-out
+    success after SFT and after RL with docs/results/NAME.json; 1 when one falls short by more than
+    eval noise (3 standard deviations of the difference of two evals of that many episodes)."""
+    published = {n: json.loads((RESULTS / f"{n}.json").read_text()) for n in names}
+    rows, short = [], 0
+    for name, pub in sorted(published.items(), key=lambda kv: kv[1]["sft_from"] is not None):
+        sft_from = runs / Path(pub["sft_from"]).name if pub["sft_from"] else None
+        now = run_task(pub["task"], name, pub["overrides"], sft_from, runs, pub["iterations"], publish=False)
+        for phase in ("sft", "rl") if pub["iterations"] else ("sft",):
+            p, q, n = pub["success"][phase], now["success"][phase], now["eval_episodes"]
+            floor = p - max(3 * math.sqrt(2 * p * (1 - p) / n), 0.005)
+            short += q < floor
+            rows.append(
+                f"| {name} | {phase} | {100 * p:.1f}% | {100 * q:.1f}% | {100 * floor:.1f}% | {'ok' if q >= floor else 'SHORT'} |"
+            )
+    print("| run | after | published | now | floor | |\n| --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+    return 1 if short else 0
 
 
 def commit_cell(result: dict) -> str:
@@ -310,14 +348,30 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="override a run.toml key: key=value")
     ap.add_argument("--sft-from", type=Path, help="reuse the SFT checkpoint of this earlier bench run")
     ap.add_argument("--iterations", type=int, help="RL iterations (default: the recipe's; 0: SFT only)")
-    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "learn", help="where bench runs live")
+    ap.add_argument(
+        "--runs", type=Path, help="where bench runs live (default runs/learn; with --check runs/learn-check)"
+    )
     ap.add_argument("--table", action="store_true", help="print the results table of docs/results/*.json")
+    ap.add_argument(
+        "--check",
+        nargs="*",
+        metavar="NAME",
+        help="rerun these published results (default: all) into --runs and compare; exit 1 when one falls short",
+    )
     args = ap.parse_args()
+    if args.check is not None:
+        names = args.check or sorted(p.stem for p in RESULTS.glob("*.json"))
+        sys.exit(check(names, args.runs or ROOT / "runs" / "learn-check"))
     if args.table or not args.task:
         print(table())
         return
     result = run_task(
-        args.task, args.name or args.task, parse_set(args.set), args.sft_from, args.runs, args.iterations
+        args.task,
+        args.name or args.task,
+        parse_set(args.set),
+        args.sft_from,
+        args.runs or ROOT / "runs" / "learn",
+        args.iterations,
     )
     print(json.dumps({k: result[k] for k in ("name", "success", "seconds")}, indent=1))
 
