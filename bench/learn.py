@@ -291,36 +291,44 @@ def check(names: list[str], runs: Path) -> int:
     return 1 if short else 0
 
 
-def commit_cell(result: dict) -> str:
-    """The commit a row was measured on, marked when its code or recipe are not today's, or were not
-    committed."""
-    commit = result.get("commit")
-    cell = commit[:10] if commit else "unrecorded"
-    if result.get("dirty"):
-        cell += " (dirty)"
-    if changed_since(commit, result["task"], "HEAD"):
-        cell += " **stale: code or recipe changed since**"
-    return cell
+def row(r: dict) -> str:
+    s, t = r["success"], r["seconds"]
+    sft_time = sum(t.get(k, 0.0) for k in ("init", "demos", "sft_read", "sft"))
+    sft_phase = f"{Path(r['sft_from']).name}'s" if r["sft_from"] else f"{sft_time / 60:.1f} min"
+    rl_success = f"{100 * s['rl']:.1f}%" if r["iterations"] else "not run"
+    random = f"{100 * s['random']:.1f}%" if "random" in s else "-"
+    paper = f"{PAPER[r['task']]}%" if r["task"] in PAPER else "n/a"
+    evals = sum(t.get(k, 0.0) for k in ("eval_sft", "eval_rl"))
+    commit = (r.get("commit") or "unrecorded")[:10] + (" (uncommitted changes)" if r.get("dirty") else "")
+    return (
+        f"| {r['name']} | {r['model']} | {r['temperature']} | {r['demo_episodes']} | {random} | {100 * s['sft']:.1f}% "
+        f"| {rl_success} | {100 * s['oracle']:.1f}% | {paper} | {sft_phase} "
+        f"| {t.get('rl', 0.0) / 60:.1f} min ({r['iterations']}) | {evals / 60:.1f} min | {commit} |"
+    )
+
+
+def is_stale(result: dict) -> bool:
+    """A result whose code or recipe are not today's, or were not committed when it ran."""
+    return result.get("dirty", False) or changed_since(result.get("commit"), result["task"], "HEAD")
 
 
 def table() -> str:
-    lines = [
-        "| run | model | T | demos | SFT success | RL success | oracle | paper 7B | SFT phase | RL phase (iters) | evals | commit |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    """The results measured on today's code, then, apart, those that are not (with their commit)."""
+    header = [
+        "| run | model | T | demos | random | SFT success | RL success | oracle | paper 7B | SFT phase | RL phase (iters) | evals | commit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
-    for r in results:
-        s, t = r["success"], r["seconds"]
-        sft_time = sum(t.get(k, 0.0) for k in ("init", "demos", "sft_read", "sft"))
-        sft_phase = f"{Path(r['sft_from']).name}'s" if r["sft_from"] else f"{sft_time / 60:.1f} min"
-        rl_success = f"{100 * s['rl']:.1f}%" if r["iterations"] else "not run"
-        paper = f"{PAPER[r['task']]}%" if r["task"] in PAPER else "n/a"
-        evals = sum(t.get(k, 0.0) for k in ("eval_sft", "eval_rl"))
-        lines.append(
-            f"| {r['name']} | {r['model']} | {r['temperature']} | {r['demo_episodes']} | {100 * s['sft']:.1f}% | {rl_success} "
-            f"| {100 * s['oracle']:.1f}% | {paper} | {sft_phase} "
-            f"| {t.get('rl', 0.0) / 60:.1f} min ({r['iterations']}) | {evals / 60:.1f} min | {commit_cell(r)} |"
-        )
+    current = [r for r in results if not is_stale(r)]
+    stale = [r for r in results if is_stale(r)]
+    lines = header + [row(r) for r in current]
+    if stale:
+        lines += [
+            "",
+            "Not measured on today's code or recipe (rerun with `bench/learn.py` before citing):",
+            "",
+        ]
+        lines += header + [row(r) for r in stale]
     for r in results:  # ALFWorld: per task type (episodes drawn from the held-out games)
         if "success_by_task_type" in r:
             by = r["success_by_task_type"]
