@@ -24,6 +24,7 @@ import json
 import tomllib
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from vlmagent.cli import app
@@ -39,6 +40,7 @@ def vlmagent(*args) -> None:
     assert res.exit_code == 0, res.output + repr(res.exception)
 
 
+@pytest.mark.learning
 def test_numberline_recipe_sft_reads_the_image(tmp_path):
     recipe = tomllib.loads((ROOT / "recipes" / "numberline.toml").read_text())
     knobs, run = recipe["recipe"], tmp_path / "run"
