@@ -10,8 +10,9 @@ Measured (greedy, 200 held-out episodes per seed set, one thread):
 - this SFT checkpoint (d5378fa, where init-model's tokenizer became a shipped file): 100% on each of
   three disjoint seed sets (eval seeds from 1e6, the test's, 2e6 and 3e6), no parse failure; at the
   recipe's T=1 it wins 73% of 300 (the table's SFT row is T=1 on 1,000 seeds);
-- this test on de6b6a9, the commit before the fix (13b6c19's prompt edit had retrained the tokenizer
-  and so re-drawn the whole random init): 33.5%, failed;
+- this test on the commit that broke it, 13b6c19 (its Points24 prompt edit retrained the tokenizer and
+  so re-drew the whole random init), and on de6b6a9, the last before the fix: 33.5%, failed; on its
+  parent 0a45c13: 100%, passed, with bitwise this SFT checkpoint;
 - the recipe's SFT depends on its random init: with init seed 1 it wins 53% at T=1 (300 episodes),
   which is why the tokenizer, whose size moves the random stream, no longer follows the prompts;
 - shorter SFTs do not read the target yet (300 steps: 69% greedy, 500: 66.5%), so the test runs the
