@@ -1,7 +1,8 @@
-vlmagent init-model /work/main/runs/learn/blackjack/base --size tiny --image-size 112 --patch-size 28
-vlmagent demos --run /work/main/runs/learn/blackjack --episodes 1024
-vlmagent sft --run /work/main/runs/learn/blackjack --data /work/main/runs/learn/blackjack/demos --policy /work/main/runs/learn/blackjack/base --out /work/main/runs/learn/blackjack/sft
-vlmagent eval --run /work/main/runs/learn/blackjack --policy /work/main/runs/learn/blackjack/sft --out /work/main/runs/learn/blackjack/eval/000000
-vlmagent loop --run /work/main/runs/learn/blackjack --iterations 10
-vlmagent eval --run /work/main/runs/learn/blackjack --policy oracle --out /work/main/runs/learn/blackjack/eval_oracle
-vlmagent report /work/main/runs/learn/blackjack
+vlmagent init-model runs/learn/blackjack/base --size tiny --image-size 112 --patch-size 28
+vlmagent demos --run runs/learn/blackjack --episodes 1024
+vlmagent sft --run runs/learn/blackjack --data runs/learn/blackjack/demos --policy runs/learn/blackjack/base --out runs/learn/blackjack/sft
+vlmagent eval --run runs/learn/blackjack --policy runs/learn/blackjack/sft --out runs/learn/blackjack/eval/000000
+vlmagent loop --run runs/learn/blackjack --iterations 10
+vlmagent eval --run runs/learn/blackjack --policy oracle --out runs/learn/blackjack/eval_oracle
+vlmagent eval --run runs/learn/blackjack --policy random --out runs/learn/blackjack/eval_random
+vlmagent report runs/learn/blackjack

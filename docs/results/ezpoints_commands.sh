@@ -4,4 +4,5 @@ vlmagent sft --run runs/learn/ezpoints --data runs/learn/ezpoints/demos --policy
 vlmagent eval --run runs/learn/ezpoints --policy runs/learn/ezpoints/sft --out runs/learn/ezpoints/eval/000000
 vlmagent loop --run runs/learn/ezpoints --iterations 8
 vlmagent eval --run runs/learn/ezpoints --policy oracle --out runs/learn/ezpoints/eval_oracle
+vlmagent eval --run runs/learn/ezpoints --policy random --out runs/learn/ezpoints/eval_random
 vlmagent report runs/learn/ezpoints

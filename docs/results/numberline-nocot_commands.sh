@@ -4,4 +4,5 @@ vlmagent sft --run runs/learn/numberline-nocot --data runs/learn/numberline-noco
 vlmagent eval --run runs/learn/numberline-nocot --policy runs/learn/numberline-nocot/sft --out runs/learn/numberline-nocot/eval/000000
 vlmagent loop --run runs/learn/numberline-nocot --iterations 10
 vlmagent eval --run runs/learn/numberline-nocot --policy oracle --out runs/learn/numberline-nocot/eval_oracle
+vlmagent eval --run runs/learn/numberline-nocot --policy random --out runs/learn/numberline-nocot/eval_random
 vlmagent report runs/learn/numberline-nocot

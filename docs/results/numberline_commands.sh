@@ -4,4 +4,5 @@ vlmagent sft --run runs/learn/numberline --data runs/learn/numberline/demos --po
 vlmagent eval --run runs/learn/numberline --policy runs/learn/numberline/sft --out runs/learn/numberline/eval/000000
 vlmagent loop --run runs/learn/numberline --iterations 10
 vlmagent eval --run runs/learn/numberline --policy oracle --out runs/learn/numberline/eval_oracle
+vlmagent eval --run runs/learn/numberline --policy random --out runs/learn/numberline/eval_random
 vlmagent report runs/learn/numberline
