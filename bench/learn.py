@@ -319,8 +319,9 @@ def table() -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
-    current = [r for r in results if not is_stale(r)]
-    stale = [r for r in results if is_stale(r)]
+    current, stale = [], []
+    for r in results:  # each verdict costs git calls: one per result
+        (stale if is_stale(r) else current).append(r)
     lines = header + [row(r) for r in current]
     if stale:
         lines += [
