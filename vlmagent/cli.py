@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from transformers.utils import logging as hf_logging
 
 from vlmagent.config import Config, load_config, save_config
 from vlmagent.policy.checkpoint import CheckpointError
@@ -35,8 +38,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Fine-tune vision-language models as decision-making agents with PPO.",
 )
-console = Console()
-err = Console(stderr=True)
+# soft_wrap: a message is one line however long (paths stay whole); tables piped to a file or a log get
+# 160 columns, not rich's default 80 that cuts the report's columns to "0.…"
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)
+hf_logging.disable_progress_bar()  # a bar per model load and save: noise between the stages' own bars
 
 
 class UserError(Exception):
@@ -52,11 +58,38 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def _config(run: Path | None, **overrides: Any) -> Config:
-    """run.toml of the run (created from the flags on first use) with the flags on top."""
+def _settings_file(path: Path) -> dict[str, Any]:
+    """A run.toml given with --config: its settings, checked, with relative paths made relative to the file
+    (so `--config data/quickstart/run.toml` finds the checkpoint beside it from any directory)."""
+    if not path.is_file():
+        raise UserError(f"--config {path}: no such file")
+    load_config(path)  # unknown keys and wrong types, named
+    with open(path, "rb") as f:
+        values = tomllib.load(f)
+    for key in ("policy", "alfworld_games"):
+        v = values.get(key)
+        if v and not Path(v).is_absolute() and (path.parent / v).exists():
+            values[key] = str((path.parent / v).resolve())
+    return values
+
+
+def _config(run: Path | None, config_file: Path | None = None, **overrides: Any) -> Config:
+    """run.toml of the run (created on first use from --config's file, then the flags) with the flags on top.
+
+    A run keeps the settings it was created with: --config on an existing run must agree with its run.toml."""
+    settings = _settings_file(config_file) if config_file else {}
+    overrides = {**settings, **{k: v for k, v in overrides.items() if v is not None}}
     if run is None:
         return load_config(None, **overrides)
     toml = run / RUN_TOML
+    if settings and toml.exists():
+        saved = dataclasses.asdict(load_config(toml))
+        for key, v in settings.items():
+            if saved[key] != v:
+                raise UserError(
+                    f"--config {config_file}: {key} = {v!r}, but {toml} has {saved[key]!r}"
+                    " (a run keeps its settings: give another --run)"
+                )
     cfg = load_config(toml, **overrides)
     if not cfg.run_name:
         cfg.run_name = run.name
@@ -341,31 +374,47 @@ def _eval(
         return eval_stage.run(cfg, out, actor, version, seed=seed, worker=worker)
 
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="a run.toml to create the run from (relative paths in it: to the file)"),
+]
+
+
 @app.command()
 def loop(
     env: EnvOpt = None,
     run: RunOpt = None,
+    config_file: ConfigOpt = None,
     iterations: Annotated[int, typer.Option(help="run until ckpt/<iterations> exists")] = 2,
     episodes: Annotated[int | None, typer.Option(help="episodes collected per iteration")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="max tokens generated per step")] = None,
     eval_every: Annotated[
-        int | None, typer.Option(help="eval after every N-th update (0 = at the end)")
+        int | None, typer.Option(help="eval after every N-th update (0 = at the start and the end)")
     ] = None,
     eval_episodes: Annotated[int | None, typer.Option(help="episodes per eval")] = None,
+    seed: SeedOpt = None,
 ) -> None:
-    """collect -> score -> update, K times (then eval). Rerun after a kill: it continues where it stopped."""
+    """Eval the start, then collect -> score -> update, K times, then eval. Rerun after a kill: it continues."""
     from stages import collect as collect_stage
     from stages import score as score_stage
     from stages import update as update_stage
     from stages.eval import summarize
+    from vlmagent import report as rep
 
     with cli_errors():
         run = run or Path("runs") / (env or "blackjack")
         cfg = _config(
-            run, env=env, episodes=episodes, max_new_tokens=max_new_tokens,
-            eval_every=eval_every, eval_episodes=eval_episodes,
+            run, config_file, env=env, episodes=episodes, max_new_tokens=max_new_tokens,
+            eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
         )  # fmt: skip
         _current_policy(cfg, run)
+        # the start on held-out seeds: the "before" of the learning curve
+        start = _eval(cfg, str(ckpt_dir(run, 0)), eval_dir(run, 0))
+        assert start is not None  # one worker: its summary is written
+        console.print(
+            f"start: held-out success {start['success_rate']:.3f}, parse failures "
+            f"{start['parse_failure_rate']:.3f} ({start['episodes']} episodes)"
+        )
         while (k := latest_ckpt(run) or 0) < iterations:
             policy = str(ckpt_dir(run, k))
             with _served(cfg, policy) as (actor, version):
@@ -384,32 +433,11 @@ def loop(
                 _eval(cfg, str(ckpt_dir(run, k + 1)), eval_dir(run, k + 1))
         final = latest_ckpt(run) or 0
         _eval(cfg, str(ckpt_dir(run, final)), eval_dir(run, final))
-        _print_progress(run)
-
-
-def _print_progress(run: Path) -> None:
-    """Success rate per iteration: training episodes (sampled) and evals (held-out seeds)."""
-    from stages.eval import SUMMARY, summarize
-    from vlmagent.shards import read_manifest
-
-    table = Table(title=f"{run}: success rate per iteration")
-    for c in ("iteration", "train success", "train return", "parse failures", "eval success", "eval return"):
-        table.add_column(c, justify="right")
-    k = 0
-    while True:
-        has_train = read_manifest(rollouts_dir(run, k)) is not None
-        ev = eval_dir(run, k) / SUMMARY
-        if not has_train and not ev.exists():
-            break
-        tr = summarize(rollouts_dir(run, k)) if has_train else {}
-        es = json.loads(ev.read_text()) if ev.exists() else {}
-        fmt = lambda d, key: f"{d[key]:.3f}" if key in d else ""  # noqa: E731
-        table.add_row(
-            str(k), fmt(tr, "success_rate"), fmt(tr, "mean_return"), fmt(tr, "parse_failure_rate"),
-            fmt(es, "success_rate"), fmt(es, "mean_return"),
-        )  # fmt: skip
-        k += 1
-    console.print(table)
+        rows = rep.gather(run)
+        console.print(rep.table(rows, f"{run}: per iteration"))
+        png = rep.plot(rows, run / rep.CURVE_PNG, run.resolve().name)
+        console.print(rep.before_after(rows))
+        console.print(f"learning curve: {png}")
 
 
 @app.command()

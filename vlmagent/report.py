@@ -76,6 +76,24 @@ def gather(run: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def before_after(rows: list[dict[str, Any]]) -> str:
+    """One line: held-out success and parse failures at the first eval and at the last."""
+    evals = [r for r in rows if "eval_success" in r]
+    if len(evals) < 2:
+        return "before/after: needs an eval of the start and of a later checkpoint"
+    a, b = evals[0], evals[-1]
+    gain = 100 * (b["eval_success"] - a["eval_success"])
+    n = a["eval_episodes"], b["eval_episodes"]  # eval k plays seeds eval_seed, eval_seed + 1, ...
+    episodes = (
+        f"the same {n[0]} held-out episodes" if n[0] == n[1] else f"{n[0]} and {n[1]} held-out episodes"
+    )
+    return (
+        f"before -> after RL: success {a['eval_success']:.3f} -> {b['eval_success']:.3f} ({gain:+.1f} points), "
+        f"parse failures {a['eval_parse_failure']:.3f} -> {b['eval_parse_failure']:.3f} "
+        f"(checkpoint {a['iteration']} -> {b['iteration']}, {episodes})"
+    )
+
+
 def table(rows: list[dict[str, Any]], title: str) -> Table:
     t = Table(title=title)
     for name, _, _ in COLUMNS:
