@@ -13,8 +13,8 @@ eval of the SFT policy -> loop (RL, ending with the eval of the last checkpoint 
 seeds) -> eval of the oracle on those seeds (the ceiling) -> report. The RL phase's time is the loop's
 minus its final eval (from the file times of the last checkpoint and the eval summary). Results go to
 RUN/results.json; the learning curve and the SFT loss curve are copied to docs/results/. Each result
-records the commit it ran on (a resumed bench refuses other code), and the table marks rows whose code or
-recipe have changed since.
+records the commit it ran on (a resumed bench refuses other code), and the table sets apart rows whose
+code or recipe have changed since they were measured or last reproduced by `--check`.
 """
 
 from __future__ import annotations
