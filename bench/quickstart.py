@@ -91,6 +91,8 @@ def build(source: Path) -> None:
 
 def measure(seeds: list[int], runs: Path) -> None:
     """The README's main command from scratch, once per seed: wall time, success before -> after."""
+    commit = git("rev-parse", "HEAD")  # at the start: a commit made meanwhile did not run
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "vlmagent", "stages", "data"))
     rows = []
     for seed in seeds:
         run = runs / f"seed{seed}"
@@ -126,10 +128,8 @@ def measure(seeds: list[int], runs: Path) -> None:
     result = {
         "command": f"vlmagent loop --run DIR --config data/quickstart/run.toml --iterations {ITERATIONS} --seed S",
         "runs": rows,
-        "commit": git("rev-parse", "HEAD"),
-        "dirty": bool(
-            git("status", "--porcelain", "--untracked-files=no", "--", "vlmagent", "stages", "data")
-        ),
+        "commit": commit,
+        "dirty": dirty,
         "torch_threads": torch.get_num_threads(),
     }
     (ROOT / "docs" / "results" / "quickstart.json").write_text(json.dumps(result, indent=1) + "\n")
