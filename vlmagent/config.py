@@ -9,14 +9,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 
-def _f(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _f(default: Any, help: str, lo: float | None = None, hi: float | None = None) -> Any:
+    """A field with its one-line help and, for numbers, the range it must lie in (checked by load_config)."""
+    return field(default=default, metadata={"help": help, "lo": lo, "hi": hi})
 
 
 @dataclass
@@ -32,22 +34,25 @@ class Config:
         "ALFWorld games root holding train/ and heldout/ (or the official valid_unseen/); empty:"
         " $VLMAGENT_ALFWORLD_GAMES, else the games shipped in data/alfworld",
     )
-    seed: int = _f(0, "run seed: env seeds and sampling seeds derive from (seed, iteration, shard)")
+    seed: int = _f(0, "run seed: env seeds and sampling seeds derive from (seed, iteration, shard)", lo=0)
     # collection
     backend: str = _f("auto", "generation backend: auto (vllm on GPU if installed, else hf), vllm or hf")
-    episodes: int = _f(64, "episodes collected per iteration")
+    episodes: int = _f(64, "episodes collected per iteration", lo=1)
     episodes_per_shard: int = _f(
         16,
         "episodes per shard: the unit of restart and of --shards i/n; collect refills its batch within a "
         "shard only: a few times num_envs keeps the batch full between episodes",
+        lo=1,
     )
     num_envs: int = _f(
-        16, "envs stepped side by side, one batched generate call per step (at most one shard's episodes)"
+        16,
+        "envs stepped side by side, one batched generate call per step (at most one shard's episodes)",
+        lo=1,
     )
     cot: bool = _f(True, "ask for chain-of-thought before the action (the paper's main setting)")
-    temperature: float = _f(0.2, "sampling temperature; log-probs are taken at this temperature too")
-    max_new_tokens: int = _f(256, "max tokens generated per step")
-    image_size: int = _f(300, "env observation size in pixels (the processor resizes for the model)")
+    temperature: float = _f(0.2, "sampling temperature; log-probs are taken at this temperature too", lo=0)
+    max_new_tokens: int = _f(256, "max tokens generated per step", lo=1)
+    image_size: int = _f(300, "env observation size in pixels (the processor resizes for the model)", lo=8)
     parse_failure: str = _f(
         "auto",
         "on an unparseable response: 'random' legal action (paper, card tasks), 'penalty' (random action and "
@@ -57,56 +62,58 @@ class Config:
         -1.0, "reward added to a step whose response did not parse, when parse_failure=penalty"
     )
     # score / PPO (method.md reference values)
-    gamma: float = _f(0.9, "discount over env steps")
-    gae_lambda: float = _f(0.95, "GAE lambda")
-    cot_lambda: float = _f(0.5, "scale of the CoT tokens' log-prob in the action log-prob (0.2 for ALFWorld)")
-    clip_coef: float = _f(0.1, "PPO ratio clip, also the value clip")
-    clip_vloss: bool = _f(True, "clip the value loss around the scored value")
-    vf_coef: float = _f(0.5, "value loss coefficient")
-    ent_coef: float = _f(0.0, "entropy bonus coefficient (the paper uses none)")
-    norm_adv: bool = _f(True, "normalise advantages over each update's batch")
-    update_epochs: int = _f(4, "PPO epochs over each iteration's steps")
-    minibatch_size: int = _f(4, "steps per forward/backward pass")
-    grad_accum: int = _f(4, "mini-batches per optimizer step (the paper: 1 x 128)")
-    learning_rate: float = _f(1e-5, "peak Adam learning rate")
-    min_learning_rate: float = _f(1e-9, "cosine schedule floor")
-    value_learning_rate: float = _f(
-        0.0, "peak Adam learning rate of the value head, on the same schedule (0: learning_rate)"
+    gamma: float = _f(0.9, "discount over env steps", lo=0, hi=1)
+    gae_lambda: float = _f(0.95, "GAE lambda", lo=0, hi=1)
+    cot_lambda: float = _f(
+        0.5, "scale of the CoT tokens' log-prob in the action log-prob (0.2 for ALFWorld)", lo=0
     )
-    total_updates: int = _f(25, "updates the cosine schedule spans (the paper: 25)")
-    adam_eps: float = _f(1e-7, "Adam epsilon")
-    max_grad_norm: float = _f(0.01, "gradient norm clip")
-    target_kl: float = _f(0.0, "stop an update's epochs early when approx KL exceeds this (0 = never)")
-    logprob_chunk: int = _f(512, "response tokens per chunk in the fused log-prob")
+    clip_coef: float = _f(0.1, "PPO ratio clip, also the value clip", lo=0)
+    clip_vloss: bool = _f(True, "clip the value loss around the scored value")
+    vf_coef: float = _f(0.5, "value loss coefficient", lo=0)
+    ent_coef: float = _f(0.0, "entropy bonus coefficient (the paper uses none)", lo=0)
+    norm_adv: bool = _f(True, "normalise advantages over each update's batch")
+    update_epochs: int = _f(4, "PPO epochs over each iteration's steps", lo=1)
+    minibatch_size: int = _f(4, "steps per forward/backward pass", lo=1)
+    grad_accum: int = _f(4, "mini-batches per optimizer step (the paper: 1 x 128)", lo=1)
+    learning_rate: float = _f(1e-5, "peak Adam learning rate", lo=0)
+    min_learning_rate: float = _f(1e-9, "cosine schedule floor", lo=0)
+    value_learning_rate: float = _f(
+        0.0, "peak Adam learning rate of the value head, on the same schedule (0: learning_rate)", lo=0
+    )
+    total_updates: int = _f(25, "updates the cosine schedule spans (the paper: 25)", lo=1)
+    adam_eps: float = _f(1e-7, "Adam epsilon", lo=0)
+    max_grad_norm: float = _f(0.01, "gradient norm clip", lo=0)
+    target_kl: float = _f(0.0, "stop an update's epochs early when approx KL exceeds this (0 = never)", lo=0)
+    logprob_chunk: int = _f(512, "response tokens per chunk in the fused log-prob", lo=1)
     train_vision: bool = _f(
         True,
         "sft and update train the vision tower and projector (false: frozen as loaded; a randomly"
         " initialised tower trained with a tiny LM collapses to image-independent features)",
     )
     lora: bool = _f(False, "train LoRA adapters (peft) instead of the full model")
-    lora_r: int = _f(8, "LoRA rank")
-    lora_alpha: int = _f(16, "LoRA alpha")
+    lora_r: int = _f(8, "LoRA rank", lo=1)
+    lora_alpha: int = _f(16, "LoRA alpha", lo=1)
     # demos and SFT (the warm start RL begins from)
     demo_random_frac: float = _f(
-        0.0, "share of demo steps whose action is a random legal one (imperfect demos on purpose)"
+        0.0, "share of demo steps whose action is a random legal one (imperfect demos on purpose)", lo=0, hi=1
     )
-    sft_steps: int = _f(500, "SFT optimizer steps (`vlmagent sft --epochs` overrides)")
-    sft_batch_size: int = _f(16, "SFT rows (env steps) per optimizer step")
-    sft_lr: float = _f(1e-3, "SFT peak AdamW learning rate (linear warm-up, then cosine to a tenth)")
-    sft_warmup: int = _f(20, "SFT warm-up steps")
-    sft_weight_decay: float = _f(0.0, "SFT AdamW weight decay")
+    sft_steps: int = _f(500, "SFT optimizer steps (`vlmagent sft --epochs` overrides)", lo=1)
+    sft_batch_size: int = _f(16, "SFT rows (env steps) per optimizer step", lo=1)
+    sft_lr: float = _f(1e-3, "SFT peak AdamW learning rate (linear warm-up, then cosine to a tenth)", lo=0)
+    sft_warmup: int = _f(20, "SFT warm-up steps", lo=0)
+    sft_weight_decay: float = _f(0.0, "SFT AdamW weight decay", lo=0)
     sft_vision_lr_scale: float = _f(
-        1.0, "SFT lr of the vision tower and projector as a multiple of sft_lr (when train_vision)"
+        1.0, "SFT lr of the vision tower and projector as a multiple of sft_lr (when train_vision)", lo=0
     )
-    sft_save_every: int = _f(100, "SFT steps between resumable snapshots (model + optimizer + step)")
+    sft_save_every: int = _f(100, "SFT steps between resumable snapshots (model + optimizer + step)", lo=1)
     # eval
-    eval_every: int = _f(0, "run eval after every N-th update in `loop` (0 = only at the end)")
-    eval_episodes: int = _f(64, "episodes per eval")
-    eval_seed: int = _f(1_000_000, "eval seeds start here: held out from training seeds")
+    eval_every: int = _f(0, "run eval after every N-th update in `loop` (0 = only at the end)", lo=0)
+    eval_episodes: int = _f(64, "episodes per eval", lo=1)
+    eval_seed: int = _f(1_000_000, "eval seeds start here: held out from training seeds", lo=0)
     eval_env: str = _f("", "env eval plays (default: env, or its held-out games for ALFWorld)")
     # vllm backend
-    tensor_parallel_size: int = _f(1, "vllm: GPUs one model is split over")
-    gpu_memory_utilization: float = _f(0.6, "vllm: share of GPU memory for weights and KV cache")
+    tensor_parallel_size: int = _f(1, "vllm: GPUs one model is split over", lo=1)
+    gpu_memory_utilization: float = _f(0.6, "vllm: share of GPU memory for weights and KV cache", lo=0, hi=1)
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -130,13 +137,23 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         raise ValueError(
             f"{path or 'config'}: parse_failure = {cfg.parse_failure!r}: expected auto, random, penalty or env"
         )
+    where = f"{path}" if path is not None and Path(path).exists() else "config"
     for name, f in FIELDS.items():
         v = getattr(cfg, name)
+        source = "the command line" if overrides.get(name) is not None else where
         expected = type(f.default)
         if expected is float and isinstance(v, int) and not isinstance(v, bool):
-            setattr(cfg, name, float(v))
+            setattr(cfg, name, v := float(v))
         elif not isinstance(v, expected):
-            raise ValueError(f"{path or 'config'}: {name} = {v!r} should be {expected.__name__}")
+            raise ValueError(f"{source}: {name} = {v!r} should be {expected.__name__}")
+        lo, hi = f.metadata["lo"], f.metadata["hi"]
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{source}: {name} = {v!r} should be a finite number")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            raise ValueError(f"{source}: {name} = {v!r} should be {bound}")
+    if cfg.backend not in ("auto", "hf", "vllm"):
+        raise ValueError(f"{where}: backend = {cfg.backend!r}: expected auto, hf or vllm")
     return cfg
 
 

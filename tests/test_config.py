@@ -1,0 +1,66 @@
+"""The config checks every value before a stage does anything: bad flags and run.toml fields are exit 2
+with one line naming the field and where it came from, and nothing is written."""
+
+import pytest
+from typer.testing import CliRunner
+
+from vlmagent.cli import app
+from vlmagent.config import FIELDS, load_config
+
+
+def invoke(*args) -> tuple[int, str]:
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.output
+
+
+@pytest.mark.parametrize(
+    "flags, field",
+    [
+        (["--episodes", "0"], "episodes = 0"),
+        (["--episodes", "-1"], "episodes = -1"),
+        (["--num-envs", "0"], "num_envs = 0"),
+        (["--seed", "-1"], "seed = -1"),
+        (["--temperature", "-1"], "temperature = -1.0"),
+        (["--temperature", "nan"], "temperature = nan"),
+        (["--temperature", "inf"], "temperature = inf"),
+        (["--max-new-tokens", "0"], "max_new_tokens = 0"),
+    ],
+)
+def test_bad_collect_flag_is_one_line_and_writes_nothing(tmp_path, flags, field):
+    run = tmp_path / "run"
+    code, output = invoke("collect", "--env", "numberline", "--policy", "random", "--run", run, *flags)
+    assert code == 2, output
+    assert output.count("\n") == 1 and field in output and "the command line" in output, output
+    assert not run.exists()  # no run.toml saved with the bad value, no shard
+
+
+@pytest.mark.parametrize(
+    "line, field",
+    [
+        ("grad_accum = 0", "grad_accum = 0"),
+        ("minibatch_size = 0", "minibatch_size = 0"),
+        ("update_epochs = 0", "update_epochs = 0"),
+        ("gamma = 1.5", "gamma = 1.5"),
+        ("learning_rate = -1e-5", "learning_rate = -1e-05"),
+        ("demo_random_frac = 2", "demo_random_frac = 2.0"),
+        ('backend = "tpu"', "backend = 'tpu'"),
+        ("episodes = 1.5", "episodes = 1.5 should be int"),
+        ("eval_every = -1", "eval_every = -1"),
+    ],
+)
+def test_bad_run_toml_field_names_the_file(tmp_path, line, field):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.toml").write_text(f'env = "numberline"\n{line}\n')
+    code, output = invoke("collect", "--policy", "random", "--run", run)
+    assert code == 2, output
+    assert output.count("\n") == 1 and str(run / "run.toml") in output and field in output, output
+    assert sorted(p.name for p in run.iterdir()) == ["run.toml"]
+
+
+def test_every_number_has_a_range_and_the_defaults_lie_in_it():
+    """A new numeric field without bounds would let 0 or -1 through to a ZeroDivisionError mid-stage."""
+    for name, f in FIELDS.items():
+        if isinstance(f.default, int | float) and not isinstance(f.default, bool) and name != "parse_penalty":
+            assert f.metadata["lo"] is not None, name
+    load_config(None)  # the defaults pass their own checks
