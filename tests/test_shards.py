@@ -135,3 +135,48 @@ def test_scored_schema_extends_rollouts(tmp_path):
     write_stage(tmp_path / "rollouts")
     with pytest.raises(ShardError, match="missing column 'value'"):
         read_stage(tmp_path / "rollouts", SCORED_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "over, column, row",
+    [
+        ({"reward": float("nan")}, "reward", 2),
+        ({"reward": float("-inf")}, "reward", 2),
+        ({"behavior_logprobs": [-0.5, float("nan")]}, "behavior_logprobs", 2),
+    ],
+)
+def test_non_finite_numbers_are_named_with_their_row(tmp_path, over, column, row):
+    """A NaN reward would pass score into NaN advantages and make update fail far from its cause."""
+    rows = [make_row(i, **(over if i == row else {})) for i in range(4)]
+    write_manifest(tmp_path, [write_shard(to_table(rows, ROLLOUT_SCHEMA), shard_path(tmp_path, 0))])
+    with pytest.raises(
+        ShardError, match=rf"part-00000\.parquet: column '{column}' row {row} is not a finite"
+    ):
+        read_stage(tmp_path)
+
+
+def test_scored_non_finite_advantage_is_named(tmp_path):
+    rows = [make_row(i, value=0.5, old_logprob=-1.0, advantage=0.1, **{"return": 1.0}) for i in range(3)]
+    rows[1]["advantage"] = float("inf")
+    write_manifest(tmp_path, [write_shard(to_table(rows, SCORED_SCHEMA), shard_path(tmp_path, 0))])
+    with pytest.raises(ShardError, match="column 'advantage' row 1 is not a finite number"):
+        read_stage(tmp_path, SCORED_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"file": "../elsewhere/part-00000.parquet", "rows": 5, "sha256": "x"},
+        {"file": "part-00000.parquet", "rows": "5", "sha256": "x"},
+        {"file": "part-00000.parquet", "rows": -1, "sha256": "x"},
+        {"file": "part-00000.parquet", "rows": 5},
+        "part-00000.parquet",
+    ],
+)
+def test_malformed_manifest_entry_is_named(tmp_path, entry):
+    write_stage(tmp_path, n_shards=1)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["shards"].append(entry)
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match=r"MANIFEST\.json: shards\[1\] = .*expected"):
+        read_stage(tmp_path)

@@ -14,8 +14,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 MANIFEST = "MANIFEST.json"
@@ -52,6 +54,8 @@ SCORED_COLUMNS = ["value", "old_logprob", "return", "advantage"]
 SCORED_SCHEMA = pa.schema(list(ROLLOUT_SCHEMA) + [pa.field(c, pa.float32()) for c in SCORED_COLUMNS])
 
 NULLABLE = {"image", "action"}
+# float columns that must hold finite numbers: a NaN reward would become NaN advantages and weights
+FINITE = {"reward", "behavior_logprobs", *SCORED_COLUMNS}
 
 
 class ShardError(ValueError):
@@ -149,6 +153,20 @@ def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
         raise ShardError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
         raise ShardError(f"{path}: no 'shards' list")
+    for i, entry in enumerate(manifest["shards"]):
+        ok = (
+            isinstance(entry, dict)
+            and isinstance(entry.get("file"), str)
+            and SHARD_RE.match(entry["file"]) is not None  # a bare shard name: never a path out of the stage
+            and type(entry.get("rows")) is int
+            and entry["rows"] >= 0
+            and isinstance(entry.get("sha256"), str)
+        )
+        if not ok:
+            raise ShardError(
+                f"{path}: shards[{i}] = {json.dumps(entry)[:120]}: expected"
+                ' {"file": "part-NNNNN.parquet", "rows": N, "sha256": "..."}'
+            )
     return manifest
 
 
@@ -163,6 +181,15 @@ def validate_table(table: pa.Table, schema: pa.Schema, path: Path | str) -> None
             raise ShardError(f"{path}: column {field.name!r} has type {actual}, expected {field.type}")
         if field.name not in NULLABLE and table.column(field.name).null_count:
             raise ShardError(f"{path}: column {field.name!r} has null values")
+        if field.name in FINITE:
+            column = table.column(field.name).combine_chunks()
+            rows = np.arange(len(column))
+            if pa.types.is_list(column.type):  # a row per element, so the message names the row
+                rows, column = pc.list_parent_indices(column).to_numpy(), pc.list_flatten(column)
+            bad = ~np.isfinite(column.to_numpy(zero_copy_only=False))
+            if bad.any():
+                row = int(rows[bad.argmax()])
+                raise ShardError(f"{path}: column {field.name!r} row {row} is not a finite number")
 
 
 def read_shard(path: Path, schema: pa.Schema, entry: dict[str, Any] | None = None) -> pa.Table:
