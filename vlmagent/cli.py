@@ -400,6 +400,7 @@ def loop(
     from stages import update as update_stage
     from stages.eval import summarize
     from vlmagent import report as rep
+    from vlmagent.tracking import check_installed, log_new
 
     with cli_errors():
         run = run or Path("runs") / (env or "blackjack")
@@ -407,6 +408,7 @@ def loop(
             run, config_file, env=env, episodes=episodes, max_new_tokens=max_new_tokens,
             eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
         )  # fmt: skip
+        check_installed(cfg.tracker)
         _current_policy(cfg, run)
         # the start on held-out seeds: the "before" of the learning curve
         start = _eval(cfg, str(ckpt_dir(run, 0)), eval_dir(run, 0))
@@ -415,6 +417,7 @@ def loop(
             f"start: held-out success {start['success_rate']:.3f}, parse failures "
             f"{start['parse_failure_rate']:.3f} ({start['episodes']} episodes)"
         )
+        log_new(run, cfg.tracker, cfg.run_name)
         while (k := latest_ckpt(run) or 0) < iterations:
             policy = str(ckpt_dir(run, k))
             with _served(cfg, policy) as (actor, version):
@@ -431,8 +434,10 @@ def loop(
             )
             if cfg.eval_every and (k + 1) % cfg.eval_every == 0 and k + 1 < iterations:
                 _eval(cfg, str(ckpt_dir(run, k + 1)), eval_dir(run, k + 1))
+            log_new(run, cfg.tracker, cfg.run_name)
         final = latest_ckpt(run) or 0
         _eval(cfg, str(ckpt_dir(run, final)), eval_dir(run, final))
+        log_new(run, cfg.tracker, cfg.run_name)
         rows = rep.gather(run)
         console.print(rep.table(rows, f"{run}: per iteration"))
         png = rep.plot(rows, run / rep.CURVE_PNG, run.resolve().name)
@@ -508,9 +513,13 @@ def report(
     png: Annotated[
         Path | None, typer.Option(help="learning-curve PNG (default: RUN/learning_curve.png)")
     ] = None,
+    tracker: Annotated[
+        str | None, typer.Option(help="also log what the tracker has not got: tensorboard or wandb")
+    ] = None,
 ) -> None:
     """Success, return, parse failures, clip fraction and approx KL per iteration; learning-curve PNG."""
     from vlmagent import report as rep
+    from vlmagent.tracking import check_installed, log_new
 
     with cli_errors():
         if not run.is_dir():
@@ -520,6 +529,11 @@ def report(
             raise UserError(f"{run}: no iterations yet (no iter/k/rollouts, update.json or eval/k)")
         console.print(rep.table(rows, f"{run}: per iteration"))
         console.print(f"learning curve: {rep.plot(rows, png or run / rep.CURVE_PNG, run.resolve().name)}")
+        if tracker is not None:
+            if tracker not in ("tensorboard", "wandb"):
+                raise UserError(f"--tracker {tracker!r}: expected tensorboard or wandb")
+            check_installed(tracker)
+            console.print(f"{tracker}: {log_new(run, tracker)} new records")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,11 @@ class Config:
     eval_episodes: int = _f(64, "episodes per eval", lo=1)
     eval_seed: int = _f(1_000_000, "eval seeds start here: held out from training seeds", lo=0)
     eval_env: str = _f("", "env eval plays (default: env, or its held-out games for ALFWorld)")
+    tracker: str = _f(
+        "",
+        "experiment tracker `loop` logs every iteration to: '' (none), 'tensorboard' (RUN/tensorboard/, offline)"
+        " or 'wandb' (`pip install wandb`)",
+    )
     # vllm backend
     tensor_parallel_size: int = _f(1, "vllm: GPUs one model is split over", lo=1)
     gpu_memory_utilization: float = _f(0.6, "vllm: share of GPU memory for weights and KV cache", lo=0, hi=1)
@@ -154,6 +159,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
             raise ValueError(f"{source}: {name} = {v!r} should be {bound}")
     if cfg.backend not in ("auto", "hf", "vllm"):
         raise ValueError(f"{where}: backend = {cfg.backend!r}: expected auto, hf or vllm")
+    if cfg.tracker not in ("", "tensorboard", "wandb"):
+        raise ValueError(f"{where}: tracker = {cfg.tracker!r}: expected '', tensorboard or wandb")
     return cfg
 
 
