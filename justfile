@@ -24,6 +24,14 @@ demo:
 bench-envs:
     {{py}} bench/envs.py
 
+# the README's main job: PPO on NumberLine from the shipped SFT policy, held-out success before and after
+quickstart run="runs/quickstart":
+    .venv/bin/vlmagent loop --run {{run}} --config data/quickstart/run.toml --iterations 3
+
+# the quick start measured from scratch, once per seed (wall time, success before -> after)
+bench-quickstart *seeds:
+    {{py}} bench/quickstart.py measure {{ if seeds == "" { "" } else { "--seeds " + seeds } }}
+
 # the RL loop on the tiny model: collect -> score -> update, K times, then eval (resumable)
 loop env="numberline" iterations="2" run="":
     .venv/bin/vlmagent loop --env {{env}} --run {{ if run == "" { "runs/" + env } else { run } }} --iterations {{iterations}}
