@@ -44,7 +44,7 @@ iteration run:
 
 # the PPO update on N processes, FSDP-sharded (gloo on CPU, nccl on GPU)
 update-fsdp run nproc="2":
-    .venv/bin/torchrun --nproc-per-node {{nproc}} -m -- vlmagent.cli update --run {{run}}
+    .venv/bin/torchrun --nproc-per-node {{nproc}} -m -- vlmagent update --run {{run}}
 
 # collect throughput: hf batched vs one env at a time (and vllm on a GPU), log-prob gaps, prefill vs decode
 bench-collect *args:

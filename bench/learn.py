@@ -40,7 +40,7 @@ from stages.eval import summary_rows
 from vlmagent.config import toml_text
 
 ROOT = Path(__file__).resolve().parent.parent
-VLMAGENT = [sys.executable, "-m", "vlmagent.cli"]
+VLMAGENT = [sys.executable, "-m", "vlmagent"]
 RESULTS = ROOT / "docs" / "results"
 # the paper's 7B results; its ALFWorld games (ALFRED scenes) are not ours, so no comparison there
 PAPER = {"numberline": 89.4, "ezpoints": 50.0, "blackjack": 40.2, "points24": 2.3}

@@ -333,7 +333,7 @@ def test_torchrun_two_ranks_equal_one_process(scored, tiny_model_dir, tmp_path):
     (run / "run.toml").write_text(toml + 'env = "blackjack"\ntemperature = 1.0\n')
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-        "-m", "--", "vlmagent.cli", "update", "--run", str(run), "--scored", str(even),
+        "-m", "--", "vlmagent", "update", "--run", str(run), "--scored", str(even),
         "--policy", str(tiny_model_dir), "--out", str(tmp_path / "ddp"),
     ]  # fmt: skip
     res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)

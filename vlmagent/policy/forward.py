@@ -48,7 +48,8 @@ def forward_hidden(
         ids[b, : len(s)] = torch.tensor(s, dtype=torch.long)
         mask[b, : len(s)] = 1
     ids, mask = ids.to(device), mask.to(device)
-    extra = policy.family.extra_inputs(policy.model, ids)
+    plen = torch.tensor([len(p) for p in prompt_ids], dtype=torch.long, device=device)
+    extra = policy.family.extra_inputs(policy.model, ids, plen)
     vision = {k: v.to(device) for k, v in (vision_inputs or {}).items()}
     if "pixel_values" in vision:
         vision["pixel_values"] = vision["pixel_values"].to(policy.lm_head.weight.dtype)
@@ -57,7 +58,6 @@ def forward_hidden(
     )
     last = out.last_hidden_state.reshape(-1, out.last_hidden_state.shape[-1])  # [B * width, H]
 
-    plen = torch.tensor([len(p) for p in prompt_ids], dtype=torch.long, device=device)
     lengths = torch.tensor([len(r) for r in response_ids], dtype=torch.long, device=device)
     row0 = torch.arange(len(seqs), device=device) * width + plen - 1  # flat index of each final prompt token
     seq = torch.repeat_interleave(torch.arange(len(seqs), device=device), lengths)

@@ -16,28 +16,82 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    InternVLProcessor,
+    LlavaOnevisionProcessor,
+    PreTrainedModel,
+    Qwen3VLProcessor,
+    SmolVLMProcessor,
+)
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
 from vlmagent.policy.value import VALUE_HEAD_FILE, ValueHead, load_value_head
 
 META_FILE = "vlmagent.json"
+# what a processor returns for the text: the stored ids stand for them (and Family.extra_inputs)
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "labels")
+
+
+# Image-only processors: the family's own processor without its video processor (which needs
+# torchvision). Each __init__ is the family's less `video_processor`: transformers reads a processor's
+# parts (tokenizer, image processor) and the settings it saves and reloads off that signature. A
+# directory saved from one is reloaded through the same class (`AutoProcessor` would want the video
+# processor); `Family.load_processor` does.
 
 
 class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
-    """Qwen2-VL / Qwen2.5-VL processor without the video processor (which needs torchvision).
-
-    Tokenizer + the PIL Qwen2-VL image processor + chat template. A directory saved from it must be
-    reloaded through this class (`AutoProcessor` would return the bare tokenizer); `load_processor` does.
-    """
+    """Qwen2-VL / Qwen2.5-VL: tokenizer + the PIL Qwen2-VL image processor + chat template."""
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
-        self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+class Qwen3VLImageOnlyProcessor(Qwen3VLProcessor):
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+class LlavaOnevisionImageOnlyProcessor(LlavaOnevisionProcessor):
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        num_image_tokens=None,
+        vision_feature_select_strategy=None,
+        chat_template=None,
+        vision_aspect_ratio="anyres_max_9",
+        **kwargs,
+    ):
+        super().__init__(
+            image_processor,
+            tokenizer,
+            None,
+            num_image_tokens,
+            vision_feature_select_strategy,
+            chat_template,
+            vision_aspect_ratio=vision_aspect_ratio,
+            **kwargs,
+        )
+
+
+class SmolVLMImageOnlyProcessor(SmolVLMProcessor):
+    def __init__(self, image_processor=None, tokenizer=None, image_seq_len=169, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, None, image_seq_len, chat_template, **kwargs)
+
+    def apply_chat_template(self, conversation, chat_template=None, **kwargs):
+        # SmolVLM's own fills in the video processor's frame settings; an image prompt needs none
+        return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
+
+
+class InternVLImageOnlyProcessor(InternVLProcessor):
+    def __init__(
+        self, image_processor=None, tokenizer=None, image_seq_length=256, chat_template=None, **kwargs
+    ):
+        super().__init__(image_processor, tokenizer, None, image_seq_length, chat_template, **kwargs)
 
 
 def unwrap(model: nn.Module) -> PreTrainedModel:
@@ -48,9 +102,14 @@ def unwrap(model: nn.Module) -> PreTrainedModel:
 @dataclass(frozen=True)
 class Family:
     name: str
-    mm_token_types: bool = False  # pass mm_token_type_ids (0 text, 1 image) beside input_ids
+    # the image-vs-text token types the model reads beside input_ids (1 on image tokens): Qwen's M-RoPE
+    # ("mm_token_type_ids") or Gemma 3's bidirectional attention among image tokens ("token_type_ids")
+    token_types: str | None = None
     image_only_processor: type | None = None  # processor class to fall back to without torchvision
-    vision_modules: tuple[str, ...] = ("vision_tower", "multi_modal_projector")  # under model.model
+    # under model.model: the vision tower and projector (and LLaVA-NeXT's row-end embedding, a parameter)
+    vision_modules: tuple[str, ...] = ("vision_tower", "multi_modal_projector")
+    language_model: str = "language_model"  # under model.model: LoRA's adapters go on its layers only
+    prefix_lm: bool = False  # PaliGemma: the whole prompt attends both ways (token_type_ids 0)
 
     def backbone(self, model: nn.Module) -> nn.Module:
         """The model without its LM head: returns last_hidden_state (after the final norm)."""
@@ -62,10 +121,16 @@ class Family:
     def image_token_id(self, model: nn.Module) -> int:
         return int(unwrap(model).config.image_token_id)
 
-    def extra_inputs(self, model: nn.Module, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        if not self.mm_token_types:
+    def extra_inputs(
+        self, model: nn.Module, input_ids: torch.Tensor, prompt_lengths: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Per-token inputs beside input_ids for a right-padded batch of prompt + response."""
+        if self.prefix_lm:  # the prompt is the prefix (0, attended both ways), the response causal (1)
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+            return {"token_type_ids": (positions[None, :] >= prompt_lengths[:, None]).int()}
+        if self.token_types is None:
             return {}
-        return {"mm_token_type_ids": (input_ids == self.image_token_id(model)).int()}
+        return {self.token_types: (input_ids == self.image_token_id(model)).int()}
 
     def load_processor(self, path: str | Path) -> ProcessorMixin:
         err: Exception | None = None
@@ -80,11 +145,24 @@ class Family:
         return self.image_only_processor.from_pretrained(path)
 
 
+QWEN = dict(token_types="mm_token_type_ids", vision_modules=("visual",))
+IDEFICS = dict(vision_modules=("vision_model", "connector"), language_model="text_model")
+ANYRES = dict(vision_modules=("vision_tower", "multi_modal_projector", "image_newline"))
+# model_type -> adapter; every one is run through the whole chain on a tiny random model (tests/test_families.py)
 FAMILIES = {
     "llava": Family("llava"),
-    "llava_next": Family("llava_next"),
-    "qwen2_vl": Family("qwen2_vl", True, Qwen2VLImageOnlyProcessor, vision_modules=("visual",)),
-    "qwen2_5_vl": Family("qwen2_5_vl", True, Qwen2VLImageOnlyProcessor, vision_modules=("visual",)),
+    "llava_next": Family("llava_next", **ANYRES),
+    "llava_onevision": Family(
+        "llava_onevision", image_only_processor=LlavaOnevisionImageOnlyProcessor, **ANYRES
+    ),
+    "qwen2_vl": Family("qwen2_vl", image_only_processor=Qwen2VLImageOnlyProcessor, **QWEN),
+    "qwen2_5_vl": Family("qwen2_5_vl", image_only_processor=Qwen2VLImageOnlyProcessor, **QWEN),
+    "qwen3_vl": Family("qwen3_vl", image_only_processor=Qwen3VLImageOnlyProcessor, **QWEN),
+    "gemma3": Family("gemma3", token_types="token_type_ids"),
+    "idefics3": Family("idefics3", **IDEFICS),
+    "smolvlm": Family("smolvlm", image_only_processor=SmolVLMImageOnlyProcessor, **IDEFICS),
+    "internvl": Family("internvl", image_only_processor=InternVLImageOnlyProcessor),
+    "paligemma": Family("paligemma", prefix_lm=True),
 }
 
 
@@ -134,8 +212,10 @@ class Policy:
     def vision_parameters(self) -> list[nn.Parameter]:
         """The vision tower's and projector's parameters (the family names its vision modules)."""
         backbone = self.family.backbone(self.model)
-        modules = [getattr(backbone, name) for name in self.family.vision_modules if hasattr(backbone, name)]
-        return [p for m in modules for p in m.parameters()]
+        parts = [getattr(backbone, name) for name in self.family.vision_modules if hasattr(backbone, name)]
+        return [
+            p for part in parts for p in ([part] if isinstance(part, nn.Parameter) else part.parameters())
+        ]
 
     def freeze_vision(self) -> None:
         """No gradient for the vision tower and projector: sft and update leave them as loaded."""
@@ -185,6 +265,11 @@ def load_policy(
         config = AutoConfig.from_pretrained(src)
         model = AutoModelForImageTextToText.from_pretrained(src, dtype=dtype).to(device)
     family = family_for(config.model_type)
+    softcap = getattr(config.get_text_config(), "final_logit_softcapping", None)
+    if softcap is not None:  # PaliGemma 2's Gemma 2 text: logits = c * tanh(logits / c)
+        raise ValueError(
+            f"{src}: final_logit_softcapping = {softcap} is not supported (the fused log-prob does not cap)"
+        )
     model.eval()
     processor = family.load_processor(src)
     hidden_size = family.lm_head(model).weight.shape[1]
@@ -234,4 +319,11 @@ def model_inputs_for(policy: Policy, images: Sequence[Image.Image | bytes | None
     present = [_as_image(im) for im in images if im is not None]
     if not present:
         return {}
-    return dict(policy.processor.image_processor(images=present, return_tensors="pt"))
+    # through the processor's own call, as collect did, not its image processor alone: a processor's
+    # image settings override its image processor's (InternVL's crops), and the image-token count of the
+    # stored ids follows the processor's
+    placeholder = chat_text(policy.processor, "", with_image=True)
+    enc = policy.processor(
+        images=[[im] for im in present], text=[placeholder] * len(present), return_tensors="pt"
+    )
+    return {k: v for k, v in enc.items() if k not in TEXT_INPUTS}

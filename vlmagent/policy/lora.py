@@ -44,12 +44,15 @@ def apply_lora(
     """
     peft = _peft()
     names = "|".join(target_modules)
+    backbone = policy.family.backbone(policy.model)
+    # peft saves whole modules only: LLaVA-NeXT's image_newline (a bare parameter) stays frozen with LoRA
+    vision = [n for n in policy.family.vision_modules if isinstance(getattr(backbone, n, None), nn.Module)]
     config = peft.LoraConfig(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=rf".*language_model.*\.({names})$",
-        modules_to_save=list(policy.family.vision_modules) if train_vision else None,
+        target_modules=rf".*{policy.family.language_model}.*\.({names})$",
+        modules_to_save=vision if train_vision else None,
     )
     training = policy.model.training
     policy.model = peft.get_peft_model(policy.model, config).train(training)  # keep eval (no dropout)

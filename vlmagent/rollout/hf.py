@@ -75,8 +75,11 @@ class HFBackend:
         if images and len(images) != len(requests):
             raise ValueError("a batch must be all-image or all-text")
         tok.padding_side = "left"
-        enc = policy.processor(
-            images=images or None, text=[r.text for r in requests], return_tensors="pt", padding=True
+        enc = policy.processor(  # one image per prompt (a flat list is one prompt's images to some)
+            images=[[im] for im in images] or None,
+            text=[r.text for r in requests],
+            return_tensors="pt",
+            padding=True,
         )
         enc = {k: v.to(policy.device) for k, v in enc.items()}
         if "pixel_values" in enc:
