@@ -35,6 +35,7 @@ from vlmagent.policy.forward import forward_hidden
 from vlmagent.policy.load import META_FILE, Policy, encode_prompt, load_policy, model_inputs_for
 from vlmagent.policy.logprob import token_logprobs
 from vlmagent.policy.lora import with_lora
+from vlmagent.ppo import cosine_schedule
 from vlmagent.prompts import facts_only as facts_of
 from vlmagent.prompts import facts_prompt
 from vlmagent.shards import ShardError, read_stage
@@ -87,10 +88,7 @@ def sft_loss(
 
 def lr_at(cfg: Config, step: int, total: int) -> float:
     """Linear warm-up to sft_lr, then cosine down to a tenth of it."""
-    if step < cfg.sft_warmup:
-        return cfg.sft_lr * (step + 1) / cfg.sft_warmup
-    t = (step - cfg.sft_warmup) / max(total - cfg.sft_warmup, 1)
-    return cfg.sft_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+    return cosine_schedule(step, total, cfg.sft_lr, 0.1 * cfg.sft_lr, warmup=cfg.sft_warmup)
 
 
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:

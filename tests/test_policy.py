@@ -164,7 +164,7 @@ def test_padded_batch_equals_one_by_one(policy):
             forward_hidden(policy, [p], [r], model_inputs_for(policy, [im]))
             for p, r, im in zip(prompts, responses, images, strict=True)
         ]
-        out = evaluate_actions(policy, batch, [2, 0, 5], temperature=0.2, lambda_cot=0.5, with_entropy=True)
+        out = evaluate_actions(policy, batch, [2, 0, 5], temperature=0.2, cot_lambda=0.5, with_entropy=True)
     assert batch.response.shape == (7, policy.lm_head.weight.shape[1])
     assert torch.allclose(batch.prompt_last, torch.cat([s.prompt_last for s in singles]), atol=1e-5)
     assert torch.allclose(batch.response, torch.cat([s.response for s in singles]), atol=1e-5)
@@ -177,7 +177,7 @@ def test_padded_batch_equals_one_by_one(policy):
 def test_gradients_flow_to_model_and_value_head(policy):
     ids, _ = encode_prompt(policy, _image(4), PROMPT)
     hid = forward_hidden(policy, [ids], [[20, 21, 22]], model_inputs_for(policy, [_image(4)]))
-    out = evaluate_actions(policy, hid, [1], temperature=1.0, lambda_cot=0.5)
+    out = evaluate_actions(policy, hid, [1], temperature=1.0, cot_lambda=0.5)
     (out["action_logprobs"].sum() + out["values"].sum()).backward()
     assert policy.lm_head.weight.grad is not None and policy.lm_head.weight.grad.abs().sum() > 0
     assert policy.value_head.net[-1].weight.grad.abs().sum() > 0

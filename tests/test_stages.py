@@ -155,7 +155,7 @@ def test_update_writes_a_changed_checkpoint_and_reports(scored, tiny_model_dir, 
     update.run(cfg, out, tiny_model_dir, ckpt)
     assert (ckpt / "vlmagent.json").stat().st_mtime_ns == mtime
     # the schedule position travels in the checkpoint
-    assert update.cosine_lr(cfg, 1) < update.cosine_lr(cfg, 0) == cfg.learning_rate
+    assert update.scheduled_lr(cfg, 1) < update.scheduled_lr(cfg, 0) == cfg.learning_rate
 
 
 def test_value_head_takes_its_own_learning_rate(scored, tiny_model_dir, tmp_path):
@@ -177,6 +177,21 @@ def test_value_head_takes_its_own_learning_rate(scored, tiny_model_dir, tmp_path
     state = torch.load(tmp_path / "ckpt2" / update.OPTIMIZER_FILE, weights_only=True)
     assert [g["lr"] for g in state["param_groups"]] == [1e-5, 1e-3]
     assert {float(m["step"]) for m in state["state"].values()} >= {2.0}
+
+
+def test_ent_coef_bonus_reaches_the_weights(scored, tiny_model_dir, tmp_path):
+    """ent_coef > 0 changes the update (the fused log-prob's entropy has a gradient), reaching the backbone."""
+    cfg, out, _ = scored
+    one_step = {"update_epochs": 1, "minibatch_size": 64, "grad_accum": 1, "max_grad_norm": 1e9}
+    plain = update.run(small_cfg(**one_step), out, tiny_model_dir, tmp_path / "plain")
+    bonus = update.run(small_cfg(**one_step, ent_coef=10.0), out, tiny_model_dir, tmp_path / "bonus")
+    assert plain["entropy"] == 0.0 and bonus["entropy"] > 0  # not computed at ent_coef = 0
+    assert bonus["pg_loss"] == pytest.approx(plain["pg_loss"])  # the same first forward pass
+    a = dict(load_policy(tmp_path / "plain").model.named_parameters())
+    b = dict(load_policy(tmp_path / "bonus").model.named_parameters())
+    differs = {name for name in a if not torch.equal(a[name], b[name])}
+    assert any("lm_head" in name for name in differs)
+    assert any("embed_tokens" in name or "layers" in name for name in differs)
 
 
 def test_nan_loss_stops_without_a_checkpoint(scored, tiny_model_dir, tmp_path):
