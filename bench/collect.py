@@ -20,8 +20,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from vlmagent.stages import collect, score
 
-from stages import collect, score
 from vlmagent import prompts
 from vlmagent.config import Config
 from vlmagent.envs import make_env

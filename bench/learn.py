@@ -33,9 +33,9 @@ import tomllib
 from pathlib import Path
 
 import polars as pl
+from vlmagent.stages.collect import episode_summary
+from vlmagent.stages.eval import summary_rows
 
-from stages.collect import episode_summary
-from stages.eval import summary_rows
 from vlmagent.config import toml_text
 
 ROOT = Path(__file__).resolve().parent.parent

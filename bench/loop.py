@@ -12,10 +12,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from vlmagent.stages import collect, score, update
+from vlmagent.stages import eval as eval_stage
 
 import vlmagent.shards as shards
-from stages import collect, score, update
-from stages import eval as eval_stage
 from vlmagent.config import Config
 from vlmagent.policy.load import load_policy
 from vlmagent.policy.tiny import init_model

@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stages import collect
+from vlmagent.stages import collect
+
 from vlmagent import prompts
 from vlmagent.config import Config
 

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stages import collect
+from vlmagent.stages import collect
+
 from vlmagent.config import Config
 from vlmagent.envs import HELDOUT_ENV
 from vlmagent.shards import atomic_write, read_stage

@@ -30,9 +30,9 @@ from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vlmagent.config import Config, config_dict
-from vlmagent.policy.checkpoint import save_checkpoint
+from vlmagent.policy.checkpoint import META_FILE, save_checkpoint
 from vlmagent.policy.forward import forward_hidden
-from vlmagent.policy.load import META_FILE, Policy, encode_prompt, load_policy, model_inputs_for
+from vlmagent.policy.load import Policy, encode_prompt, load_policy, model_inputs_for
 from vlmagent.policy.logprob import token_logprobs
 from vlmagent.policy.lora import with_lora
 from vlmagent.ppo import cosine_schedule
@@ -183,9 +183,7 @@ def run(
         meta = {"sft_step": step, "sft_parent": parent, "source": source}
         save_checkpoint(
             state,
-            policy.model,
-            policy.processor,
-            policy.value_head,
+            policy,
             meta,
             extra_files={
                 STATE_OPTIMIZER: lambda p: torch.save(optimizer.state_dict(), p),
@@ -255,9 +253,7 @@ def run(
     }
     save_checkpoint(
         out,
-        policy.model,
-        policy.processor,
-        policy.value_head,
+        policy,
         meta,
         extra_files={
             LOSS_CSV: lambda p: write_loss_csv(history, p),

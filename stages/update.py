@@ -28,10 +28,10 @@ import torch.distributed as dist
 from rich.progress import Progress
 
 from vlmagent.config import Config, config_dict, config_hash
-from vlmagent.policy.checkpoint import save_checkpoint
+from vlmagent.policy.checkpoint import META_FILE, save_checkpoint
 from vlmagent.policy.forward import evaluate_actions, forward_hidden
-from vlmagent.policy.load import META_FILE, Policy, default_device, load_policy, model_inputs_for, unwrap
-from vlmagent.policy.lora import is_lora
+from vlmagent.policy.load import Policy, default_device, load_policy, model_inputs_for
+from vlmagent.policy.lora import is_lora, unwrap
 from vlmagent.ppo import (
     advantage_moments,
     cosine_schedule,
@@ -395,9 +395,7 @@ def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> No
         return
     save_checkpoint(
         out,
-        policy.model,
-        policy.processor,
-        policy.value_head,
+        policy,
         meta,
         state_dict=model_state,
         extra_files={

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
+from vlmagent.stages import collect, demos, sft
 
-from stages import collect, demos, sft
 from vlmagent import prompts
 from vlmagent.cli import app
 from vlmagent.config import Config, toml_text

@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 import torch
 from typer.testing import CliRunner
+from vlmagent.stages import collect, score, update
+from vlmagent.stages import eval as eval_stage
 
-from stages import collect, score, update
-from stages import eval as eval_stage
 from vlmagent.cli import app
 from vlmagent.config import Config
 from vlmagent.policy.load import load_policy

@@ -88,7 +88,7 @@ def _served(cfg: Config, policy: str) -> Iterator[tuple[Any, str]]:
     configured backend) and its version. The backend is closed on exit: a vLLM engine runs in processes
     of its own that keep their GPU memory (weights, KV cache) until closed, even once nothing refers to
     the engine, and `loop` runs score and update next, in this process, on the same GPU."""
-    from stages import collect
+    from vlmagent.stages import collect
 
     if policy == "oracle":
         yield collect.oracle_actor(cfg.env, cfg.cot), "oracle"
@@ -208,8 +208,8 @@ def collect(
     shards: Annotated[str, typer.Option(help="i/n: collect only shards s with s % n == i")] = "0/1",
 ) -> None:
     """Run envs with a policy; write one Parquet row per env step."""
-    from stages import collect as collect_stage
-    from stages.eval import summarize
+    from vlmagent.stages import collect as collect_stage
+    from vlmagent.stages.eval import summarize
 
     with cli_errors():
         if run is None and out is None:
@@ -248,7 +248,7 @@ def score(
     batch_size: Annotated[int, typer.Option(help="steps per forward pass")] = 8,
 ) -> None:
     """Values, old log-probs and GAE advantages for every collected step."""
-    from stages import score as score_stage
+    from vlmagent.stages import score as score_stage
 
     with cli_errors():
         cfg = _config(run)
@@ -280,7 +280,7 @@ def update(
     run: RunOpt = None,
 ) -> None:
     """PPO epochs on the scored steps; writes the next checkpoint."""
-    from stages import update as update_stage
+    from vlmagent.stages import update as update_stage
 
     with cli_errors():
         cfg = _config(run)
@@ -334,7 +334,7 @@ def eval_(
 def _eval(
     cfg: Config, policy: str, out: Path, seed: int | None = None, worker: tuple[int, int] = (0, 1)
 ) -> dict[str, Any] | None:
-    from stages import eval as eval_stage
+    from vlmagent.stages import eval as eval_stage
 
     cfg = dataclasses.replace(cfg, episodes=cfg.eval_episodes)
     with _served(cfg, policy) as (actor, version):
@@ -354,10 +354,10 @@ def loop(
     eval_episodes: Annotated[int | None, typer.Option(help="episodes per eval")] = None,
 ) -> None:
     """collect -> score -> update, K times (then eval). Rerun after a kill: it continues where it stopped."""
-    from stages import collect as collect_stage
-    from stages import score as score_stage
-    from stages import update as update_stage
-    from stages.eval import summarize
+    from vlmagent.stages import collect as collect_stage
+    from vlmagent.stages import score as score_stage
+    from vlmagent.stages import update as update_stage
+    from vlmagent.stages.eval import summarize
 
     with cli_errors():
         run = run or Path("runs") / (env or "blackjack")
@@ -389,8 +389,8 @@ def loop(
 
 def _print_progress(run: Path) -> None:
     """Success rate per iteration: training episodes (sampled) and evals (held-out seeds)."""
-    from stages.eval import SUMMARY, summarize
     from vlmagent.shards import read_manifest
+    from vlmagent.stages.eval import SUMMARY, summarize
 
     table = Table(title=f"{run}: success rate per iteration")
     for c in ("iteration", "train success", "train return", "parse failures", "eval success", "eval return"):
@@ -435,8 +435,8 @@ def demos(
     cot: CotOpt = None,
 ) -> None:
     """Oracle episodes as trajectory shards (responses in the prompt's format) for `sft`."""
-    from stages import demos as demos_stage
-    from stages.eval import summarize
+    from vlmagent.stages import demos as demos_stage
+    from vlmagent.stages.eval import summarize
 
     with cli_errors():
         if run is None and out is None:
@@ -465,7 +465,7 @@ def sft(
     ] = False,
 ) -> None:
     """Supervised fine-tuning on response tokens; resumable (rerun after a kill continues)."""
-    from stages import sft as sft_stage
+    from vlmagent.stages import sft as sft_stage
 
     with cli_errors():
         cfg = _config(run, sft_steps=steps, sft_lr=lr, sft_batch_size=batch_size, seed=seed)
@@ -482,7 +482,7 @@ def report(
     ] = None,
 ) -> None:
     """Success, return, parse failures, clip fraction and approx KL per iteration; learning-curve PNG."""
-    from vlmagent import report as rep
+    from vlmagent.stages import report as rep
 
     with cli_errors():
         if not run.is_dir():

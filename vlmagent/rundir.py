@@ -57,4 +57,4 @@ def ensure_initial_checkpoint(cfg, run: Path) -> Path:
         source = str((base if base.exists() else init_model(base, seed=cfg.seed)).resolve())
     p = with_lora(load_policy(source), cfg)
     meta = {"step": 0, "parent": None, "source": source}
-    return save_checkpoint(dest, p.model, p.processor, p.value_head, meta)
+    return save_checkpoint(dest, p, meta)

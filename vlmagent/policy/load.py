@@ -20,9 +20,9 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor,
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
+from vlmagent.policy.checkpoint import META_FILE, check_checkpoint
+from vlmagent.policy.lora import load_lora_model, unwrap
 from vlmagent.policy.value import VALUE_HEAD_FILE, ValueHead, load_value_head
-
-META_FILE = "vlmagent.json"
 
 
 class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
@@ -38,11 +38,6 @@ class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-
-def unwrap(model: nn.Module) -> PreTrainedModel:
-    """The HF model under a peft wrapper (LoRA layers stay injected in it), or the model itself."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 @dataclass(frozen=True)
@@ -164,8 +159,6 @@ def load_policy(
     value_head.safetensors) gets a fresh value head from `value_seed`. dtype: bf16 on GPU, fp32 on
     CPU unless given; the value head stays fp32.
     """
-    from vlmagent.policy.checkpoint import check_checkpoint  # (checkpoint imports this module)
-
     local = Path(path_or_hub_id)
     text = str(path_or_hub_id)
     if not local.exists() and (local.is_absolute() or text.startswith(".") or text.count("/") > 1):
@@ -177,8 +170,6 @@ def load_policy(
         meta = check_checkpoint(local)  # a value head without vlmagent.json is half a checkpoint
     dtype = dtype or default_dtype(device)
     if meta.get("base_model"):
-        from vlmagent.policy.lora import load_lora_model
-
         config = AutoConfig.from_pretrained(meta["base_model"])
         model = load_lora_model(local, meta["base_model"], dtype, device)
     else:

@@ -31,7 +31,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from vlmagent.policy.checkpoint import save_checkpoint
-from vlmagent.policy.load import Qwen2VLImageOnlyProcessor
+from vlmagent.policy.load import Policy, Qwen2VLImageOnlyProcessor, family_for
 from vlmagent.policy.value import ValueHead
 
 PATCH = 14
@@ -175,7 +175,9 @@ def init_model(
         "image_size": image_size,
         "patch_size": patch_size,
     }
-    return save_checkpoint(Path(out), model, processor, value_head, meta)
+    return save_checkpoint(
+        Path(out), Policy(model, processor, value_head, family_for(model.config.model_type)), meta
+    )
 
 
 # Qwen2-VL ---------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from vlmagent.policy.load import Policy, unwrap
+from vlmagent.policy.load import Policy
+from vlmagent.policy.lora import unwrap
 from vlmagent.rollout import Generation, Request
 
 
