@@ -27,6 +27,15 @@ def summarize(stage_dir: Path) -> dict[str, Any]:
     return collect.episode_summary(summary_rows(stage_dir))
 
 
+def evaluate(
+    cfg: Config, policy: str, out: Path, seed: int | None = None, worker: tuple[int, int] = (0, 1)
+) -> dict[str, Any] | None:
+    """`run` with `policy` served (see collect.served) for `cfg.eval_episodes` episodes."""
+    cfg = dataclasses.replace(cfg, episodes=cfg.eval_episodes)
+    with collect.served(cfg, policy) as (actor, version):
+        return run(cfg, out, actor, version, seed=seed, worker=worker)
+
+
 def run(
     cfg: Config,
     out: Path,

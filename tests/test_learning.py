@@ -109,7 +109,7 @@ def test_report_table_and_curve(pipeline):
     out = invoke("report", pipeline)
     assert "per iteration" in out and "learning_curve.png" in out
     assert (pipeline / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
-    from vlmagent.report import gather
+    from vlmagent.stages.report import gather
 
     rows = gather(pipeline)
     assert [r["iteration"] for r in rows] == [0, 1]

@@ -284,18 +284,16 @@ def test_a_stage_lets_go_of_its_model_when_done(tiny_model_dir):
     it must not stay alive with it (on a GPU: a second copy of the weights beside update's)."""
     import gc
 
-    from vlmagent.cli import _served
-
     def live_models() -> set[int]:
         gc.collect()
         return {id(o) for o in gc.get_objects() if isinstance(o, torch.nn.Module) and hasattr(o, "generate")}
 
     before = live_models()
-    with _served(small_cfg(), str(tiny_model_dir)) as (actor, version):
-        served = live_models() - before
-    assert served, "the stage loaded a model"
+    with collect.served(small_cfg(), str(tiny_model_dir)) as (actor, version):
+        loaded = live_models() - before
+    assert loaded, "the stage loaded a model"
     assert callable(actor), "the actor is still bound, as in loop"
-    assert not served & live_models()
+    assert not loaded & live_models()
 
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path):

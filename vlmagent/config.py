@@ -137,6 +137,10 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
             setattr(cfg, name, float(v))
         elif not isinstance(v, expected):
             raise ValueError(f"{path or 'config'}: {name} = {v!r} should be {expected.__name__}")
+    if not 0 <= cfg.demo_random_frac <= 1:
+        raise ValueError(
+            f"{path or 'config'}: demo_random_frac = {cfg.demo_random_frac}: expected a share in [0, 1]"
+        )
     return cfg
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
@@ -51,6 +53,10 @@ class HFBackend:
     def __init__(self, policy: Policy, batch_size: int = 64):
         self.policy = policy
         self.batch_size = batch_size
+
+    @property
+    def processor(self) -> Any:
+        return self.policy.processor
 
     def close(self) -> None:
         """Let go of the model: whoever still holds this backend (an actor's closure) no longer keeps its
