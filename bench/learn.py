@@ -33,10 +33,10 @@ import tomllib
 from pathlib import Path
 
 import polars as pl
-from vlmagent.stages.collect import episode_summary
-from vlmagent.stages.eval import summary_rows
 
 from vlmagent.config import toml_text
+from vlmagent.stages.collect import episode_summary
+from vlmagent.stages.eval import summary_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 VLMAGENT = [sys.executable, "-m", "vlmagent.cli"]

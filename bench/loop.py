@@ -12,14 +12,14 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from vlmagent.stages import collect, score, update
-from vlmagent.stages import eval as eval_stage
 
 import vlmagent.shards as shards
 from vlmagent.config import Config
 from vlmagent.policy.load import load_policy
 from vlmagent.policy.tiny import init_model
 from vlmagent.rollout.hf import HFBackend
+from vlmagent.stages import collect, score, update
+from vlmagent.stages import eval as eval_stage
 
 IO_SECONDS = {"write": 0.0, "read": 0.0}
 

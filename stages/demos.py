@@ -14,10 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vlmagent.stages import collect
-
 from vlmagent import prompts
 from vlmagent.config import Config
+from vlmagent.stages import collect
 
 
 def with_action(response: str, action: str) -> str:

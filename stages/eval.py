@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vlmagent.stages import collect
-
 from vlmagent.config import Config
 from vlmagent.envs import HELDOUT_ENV
 from vlmagent.shards import atomic_write, read_stage
+from vlmagent.stages import collect
 
 SUMMARY = "summary.json"
 

