@@ -135,10 +135,7 @@ def run(
     A no-op (returning the stats) when `out` exists. `epochs` overrides `steps`, which defaults to
     `cfg.sft_steps`. `facts_only`: the targets are the responses cut to their image facts (a reading
     warm-up before the full SFT); its first half asks for them under `prompts.facts_prompt` (~40
-    tokens), its second half under the task's own prompt. Measured on Points24 (card reading alone):
-    under the short prompt reading leaves chance after ~450 steps, under the task's 258-token prompt
-    not within 1,500 (the image tokens start with ~1/10 of the attention they get next to a short
-    prompt); 300 steps under the task's prompt then carry the reading over (7% -> 54-67% per card).
+    tokens), its second half under the task's own prompt (why: recipes/README.md).
     """
     out = Path(out)
     if (out / META_FILE).exists():

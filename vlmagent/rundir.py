@@ -1,4 +1,4 @@
-"""The run directory layout (design.md): where each stage finds its inputs and writes its outputs."""
+"""The run directory layout: where each stage finds its inputs and writes its outputs."""
 
 from __future__ import annotations
 
