@@ -21,7 +21,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from stages import collect, score
 from vlmagent import prompts
 from vlmagent.config import Config
 from vlmagent.envs import make_env
@@ -30,6 +29,7 @@ from vlmagent.policy.tiny import init_model
 from vlmagent.rollout import Request
 from vlmagent.rollout.hf import HFBackend
 from vlmagent.shards import read_stage
+from vlmagent.stages import collect, score
 
 
 def measure(cfg: Config, backend, processor, policy, out: Path) -> dict[str, float]:

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import polars as pl
 
-from stages.collect import episode_summary
-from stages.eval import summary_rows
 from vlmagent.config import toml_text
+from vlmagent.stages.collect import episode_summary
+from vlmagent.stages.eval import summary_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 VLMAGENT = [sys.executable, "-m", "vlmagent"]

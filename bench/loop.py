@@ -14,12 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 import vlmagent.shards as shards
-from stages import collect, score, update
-from stages import eval as eval_stage
 from vlmagent.config import Config
 from vlmagent.policy.load import load_policy
 from vlmagent.policy.tiny import init_model
 from vlmagent.rollout.hf import HFBackend
+from vlmagent.stages import collect, score, update
+from vlmagent.stages import eval as eval_stage
 
 IO_SECONDS = {"write": 0.0, "read": 0.0}
 

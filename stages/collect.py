@@ -7,10 +7,11 @@ after a crash regenerates exactly the missing shards, and the same seed gives th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from vlmagent import prompts
 from vlmagent.config import Config, config_dict
 from vlmagent.envs import make_env
 from vlmagent.policy.load import chat_text
-from vlmagent.rollout import Backend, Request, token_char_offsets
+from vlmagent.rollout import Backend, Request, make_backend, token_char_offsets
 from vlmagent.shards import (
     ROLLOUT_SCHEMA,
     finished_shards,
@@ -99,6 +100,33 @@ def model_actor(cfg: Config, backend: Backend, processor: Any) -> Actor:
         ]
 
     return act
+
+
+@contextlib.contextmanager
+def served(cfg: Config, policy: str) -> Iterator[tuple[Actor, str]]:
+    """The actor playing `policy` (oracle, random, or a checkpoint / HF model dir / hub id served by the
+    configured backend) and its version. The backend is closed on exit: a vLLM engine runs in processes
+    of its own that keep their GPU memory (weights, KV cache) until closed, even once nothing refers to
+    the engine, and `loop` runs score and update next, in this process, on the same GPU."""
+    if policy == "oracle":
+        yield oracle_actor(cfg.env, cfg.cot), "oracle"
+        return
+    if policy == "random":
+        yield random_actor(), "random"
+        return
+    import torch
+
+    if torch.cuda.is_available():  # a vLLM engine starts only if its gpu_memory_utilization share is
+        torch.cuda.empty_cache()  # free: give back what the last update left in this process's cache
+    vllm_options = {
+        "tensor_parallel_size": cfg.tensor_parallel_size,
+        "gpu_memory_utilization": cfg.gpu_memory_utilization,
+    }
+    backend = make_backend(cfg.backend, policy, **vllm_options)
+    try:
+        yield model_actor(cfg, backend, backend.processor), policy
+    finally:
+        backend.close()
 
 
 def episode_seeds(seed: int, iteration: int, shard: int, n: int) -> tuple[list[int], int]:

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stages import collect
 from vlmagent import prompts
 from vlmagent.config import Config
+from vlmagent.stages import collect
 
 
 def with_action(response: str, action: str) -> str:
@@ -47,8 +47,13 @@ def policy_version(random_frac: float) -> str:
     return "oracle" if random_frac <= 0 else f"oracle+random{random_frac:g}"
 
 
-def run(cfg: Config, out: Path, seed: int) -> dict[str, Any]:
-    """`cfg.episodes` demo episodes of `cfg.env` into `out` (a no-op when its MANIFEST exists)."""
+DEMO_SEED_OFFSET = 500_000  # demo episodes' seeds start here, apart from training's and eval's
+
+
+def run(cfg: Config, out: Path, seed: int | None = None) -> dict[str, Any]:
+    """`cfg.episodes` demo episodes of `cfg.env` into `out` (a no-op when its MANIFEST exists);
+    seed defaults to the run seed + DEMO_SEED_OFFSET."""
+    seed = cfg.seed + DEMO_SEED_OFFSET if seed is None else seed
     actor = epsilon_actor(collect.oracle_actor(cfg.env, cfg.cot), cfg.demo_random_frac)
     manifest = collect.run(cfg, out, actor, policy_version(cfg.demo_random_frac), seed=seed, stage="demos")
     assert manifest is not None  # a single worker collects every shard

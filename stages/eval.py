@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stages import collect
 from vlmagent.config import Config
 from vlmagent.envs import HELDOUT_ENV
 from vlmagent.shards import atomic_write, read_stage
+from vlmagent.stages import collect
 
 SUMMARY = "summary.json"
 
@@ -24,6 +24,15 @@ def summary_rows(stage_dir: Path) -> list[dict[str, Any]]:
 def summarize(stage_dir: Path) -> dict[str, Any]:
     """Per-episode success (return > 0, the paper's), mean return, parse failures, response length."""
     return collect.episode_summary(summary_rows(stage_dir))
+
+
+def evaluate(
+    cfg: Config, policy: str, out: Path, seed: int | None = None, worker: tuple[int, int] = (0, 1)
+) -> dict[str, Any] | None:
+    """`run` with `policy` served (see collect.served) for `cfg.eval_episodes` episodes."""
+    cfg = dataclasses.replace(cfg, episodes=cfg.eval_episodes)
+    with collect.served(cfg, policy) as (actor, version):
+        return run(cfg, out, actor, version, seed=seed, worker=worker)
 
 
 def run(

@@ -30,11 +30,12 @@ from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vlmagent.config import Config, config_dict
-from vlmagent.policy.checkpoint import save_checkpoint
+from vlmagent.policy.checkpoint import META_FILE, save_checkpoint
 from vlmagent.policy.forward import forward_hidden
-from vlmagent.policy.load import META_FILE, Policy, encode_prompt, load_policy, model_inputs_for
+from vlmagent.policy.load import Policy, encode_prompt, load_policy, model_inputs_for
 from vlmagent.policy.logprob import token_logprobs
 from vlmagent.policy.lora import with_lora
+from vlmagent.ppo import cosine_schedule
 from vlmagent.prompts import facts_only as facts_of
 from vlmagent.prompts import facts_prompt
 from vlmagent.shards import ShardError, read_stage
@@ -87,10 +88,7 @@ def sft_loss(
 
 def lr_at(cfg: Config, step: int, total: int) -> float:
     """Linear warm-up to sft_lr, then cosine down to a tenth of it."""
-    if step < cfg.sft_warmup:
-        return cfg.sft_lr * (step + 1) / cfg.sft_warmup
-    t = (step - cfg.sft_warmup) / max(total - cfg.sft_warmup, 1)
-    return cfg.sft_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+    return cosine_schedule(step, total, cfg.sft_lr, 0.1 * cfg.sft_lr, warmup=cfg.sft_warmup)
 
 
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
@@ -137,10 +135,7 @@ def run(
     A no-op (returning the stats) when `out` exists. `epochs` overrides `steps`, which defaults to
     `cfg.sft_steps`. `facts_only`: the targets are the responses cut to their image facts (a reading
     warm-up before the full SFT); its first half asks for them under `prompts.facts_prompt` (~40
-    tokens), its second half under the task's own prompt. Measured on Points24 (card reading alone):
-    under the short prompt reading leaves chance after ~450 steps, under the task's 258-token prompt
-    not within 1,500 (the image tokens start with ~1/10 of the attention they get next to a short
-    prompt); 300 steps under the task's prompt then carry the reading over (7% -> 54-67% per card).
+    tokens), its second half under the task's own prompt (why: recipes/README.md).
     """
     out = Path(out)
     if (out / META_FILE).exists():
@@ -185,9 +180,7 @@ def run(
         meta = {"sft_step": step, "sft_parent": parent, "source": source}
         save_checkpoint(
             state,
-            policy.model,
-            policy.processor,
-            policy.value_head,
+            policy,
             meta,
             extra_files={
                 STATE_OPTIMIZER: lambda p: torch.save(optimizer.state_dict(), p),
@@ -257,9 +250,7 @@ def run(
     }
     save_checkpoint(
         out,
-        policy.model,
-        policy.processor,
-        policy.value_head,
+        policy,
         meta,
         extra_files={
             LOSS_CSV: lambda p: write_loss_csv(history, p),

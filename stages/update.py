@@ -18,6 +18,7 @@ import math
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,17 @@ import torch.distributed as dist
 from rich.progress import Progress
 
 from vlmagent.config import Config, config_dict, config_hash
-from vlmagent.policy.checkpoint import save_checkpoint
+from vlmagent.policy.checkpoint import META_FILE, save_checkpoint
 from vlmagent.policy.forward import evaluate_actions, forward_hidden
-from vlmagent.policy.load import META_FILE, Policy, default_device, load_policy, model_inputs_for, unwrap
-from vlmagent.policy.lora import is_lora
-from vlmagent.ppo import explained_variance, normalize, policy_loss, value_loss
+from vlmagent.policy.load import Policy, default_device, load_policy, model_inputs_for
+from vlmagent.policy.lora import is_lora, unwrap
+from vlmagent.ppo import (
+    advantage_moments,
+    cosine_schedule,
+    explained_variance,
+    normalize_advantages,
+    ppo_loss,
+)
 from vlmagent.shards import SCORED_SCHEMA, atomic_write, read_stage
 
 OPTIMIZER_FILE = "optimizer.pt"
@@ -42,12 +49,9 @@ class UpdateError(RuntimeError):
     """The update cannot go on (a NaN loss...); the previous checkpoint stays the latest."""
 
 
-def cosine_lr(cfg: Config, update_index: int) -> float:
+def scheduled_lr(cfg: Config, update_index: int) -> float:
     """The paper's cosine schedule over `total_updates` updates, one value per update."""
-    t = min(update_index, cfg.total_updates) / max(cfg.total_updates, 1)
-    return cfg.min_learning_rate + 0.5 * (cfg.learning_rate - cfg.min_learning_rate) * (
-        1 + math.cos(math.pi * t)
-    )
+    return cosine_schedule(update_index, cfg.total_updates, cfg.learning_rate, cfg.min_learning_rate)
 
 
 def make_optimizer(policy: Policy, cfg: Config, lr: float) -> torch.optim.Adam:
@@ -69,6 +73,7 @@ def set_lr(optimizer: torch.optim.Optimizer, cfg: Config, lr: float) -> None:
 
 
 def minibatch_outputs(policy: Policy, b: pl.DataFrame, cfg: Config) -> dict[str, torch.Tensor]:
+    """The policy's values and action log-probs (and token entropies when ent_coef > 0) on rows `b`."""
     hidden = forward_hidden(
         policy,
         b["prompt_token_ids"].to_list(),
@@ -103,12 +108,10 @@ def init_distributed() -> None:
 def global_normalize(advantages: torch.Tensor) -> torch.Tensor:
     """Advantage normalisation over every rank's steps, not just this rank's slice."""
     if world()[1] == 1:
-        return normalize(advantages)
-    moments = torch.stack([advantages.sum(), (advantages**2).sum(), torch.tensor(float(advantages.numel()))])
+        return normalize_advantages(advantages)
+    moments = advantage_moments(advantages)
     dist.all_reduce(moments)
-    mean = moments[0] / moments[2]
-    var = (moments[1] / moments[2] - mean**2) * moments[2] / (moments[2] - 1).clamp(min=1)
-    return (advantages - mean) / (var.clamp(min=0).sqrt() + 1e-8)
+    return normalize_advantages(advantages, moments)
 
 
 def shard_model(policy: Policy) -> bool:
@@ -204,6 +207,63 @@ def load_optimizer(policy: Policy, optimizer: torch.optim.Optimizer, path: Path)
     set_optimizer_state_dict(training_state(policy), optimizer, state, options=options)
 
 
+@dataclass
+class Targets:
+    """What the scorer fixed for each of this rank's steps: PPO's targets, on the policy's device."""
+
+    advantages: torch.Tensor  # normalised when cfg.norm_adv
+    old_logprob: torch.Tensor
+    old_value: torch.Tensor
+    returns: torch.Tensor
+
+
+def targets_of(df: pl.DataFrame, cfg: Config, device: torch.device) -> Targets:
+    advantages = torch.tensor(df["advantage"].to_list(), dtype=torch.float32)
+    if cfg.norm_adv:
+        advantages = global_normalize(advantages)  # once per update, over all its steps
+    column = lambda name: torch.tensor(df[name].to_list(), dtype=torch.float32, device=device)  # noqa: E731
+    return Targets(advantages.to(device), column("old_logprob"), column("value"), column("return"))
+
+
+def minibatch_backward(
+    policy: Policy,
+    b: pl.DataFrame,
+    idx: torch.Tensor,
+    targets: Targets,
+    cfg: Config,
+    scale: float,
+    where: str,
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """`ppo_loss` on rows `b` (this rank's steps `idx`), backward with weight `scale`; outputs and stats."""
+    out = minibatch_outputs(policy, b, cfg)
+    loss, stats = ppo_loss(
+        out["action_logprobs"].float(),
+        targets.old_logprob[idx],
+        targets.advantages[idx],
+        out["values"].float(),
+        targets.old_value[idx],
+        targets.returns[idx],
+        out["entropy"].float() if "entropy" in out else None,
+        clip_coef=cfg.clip_coef,
+        clip_vloss=cfg.clip_vloss,
+        vf_coef=cfg.vf_coef,
+        ent_coef=cfg.ent_coef,
+    )
+    if not torch.isfinite(loss):
+        raise UpdateError(
+            f"non-finite loss {loss.item()} at {where} "
+            f"(episodes {sorted(set(b['episode_id'].to_list()))}); no checkpoint written"
+        )
+    loss.div(scale).backward()
+    return out, stats
+
+
+def zero_weight_backward(policy: Policy, pad: pl.DataFrame, cfg: Config) -> None:
+    """A pass that changes no gradient: a rank whose slice is shorter still joins the others' collectives."""
+    out = minibatch_outputs(policy, pad, cfg)
+    (0.0 * (out["action_logprobs"].sum() + out["values"].sum())).backward()
+
+
 def ppo_epochs(
     policy: Policy, df: pl.DataFrame, cfg: Config, optimizer: torch.optim.Optimizer, seed: int
 ) -> dict:
@@ -216,14 +276,7 @@ def ppo_epochs(
     total, pad = df.height, df[:1]
     df = df[rank::n_ranks]
     n = df.height
-    device = policy.device
-    advantages = torch.tensor(df["advantage"].to_list(), dtype=torch.float32)
-    if cfg.norm_adv:
-        advantages = global_normalize(advantages)  # once per update, over all its steps
-    advantages = advantages.to(device)
-    old_logprob = torch.tensor(df["old_logprob"].to_list(), dtype=torch.float32, device=device)
-    old_value = torch.tensor(df["value"].to_list(), dtype=torch.float32, device=device)
-    returns = torch.tensor(df["return"].to_list(), dtype=torch.float32, device=device)
+    targets = targets_of(df, cfg, policy.device)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     gen = torch.Generator().manual_seed(seed + rank)
     n_mb = math.ceil(math.ceil(total / n_ranks) / cfg.minibatch_size)
@@ -242,38 +295,22 @@ def ppo_epochs(
                 group_start = (m // cfg.grad_accum) * cfg.grad_accum
                 step_now = (m + 1) % cfg.grad_accum == 0 or m == n_mb - 1
                 if len(idx) == 0:
-                    # this rank's slice is shorter: a zero-weight pass keeps it in the others' collectives
-                    out = minibatch_outputs(policy, pad, cfg)
-                    (0.0 * (out["action_logprobs"].sum() + out["values"].sum())).backward()
+                    zero_weight_backward(policy, pad, cfg)
                     if step_now:
                         grad_norms.append(optimizer_step(policy, params, optimizer, cfg, epoch))
                     continue
                 b = df[idx.tolist()]
-                out = minibatch_outputs(policy, b, cfg)
-                pg_loss, st = policy_loss(
-                    out["action_logprobs"].float(), old_logprob[idx], advantages[idx], cfg.clip_coef
-                )
-                v_loss = value_loss(
-                    out["values"].float(), old_value[idx], returns[idx], cfg.clip_coef, cfg.clip_vloss
-                )
-                entropy = out["entropy"].float().mean() if "entropy" in out else torch.zeros(())
-                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
-                if not torch.isfinite(loss):
-                    raise UpdateError(
-                        f"non-finite loss {loss.item()} at epoch {epoch}, mini-batch {m} "
-                        f"(episodes {sorted(set(b['episode_id'].to_list()))}); no checkpoint written"
-                    )
                 # mean over the accumulation group, whose last one may be short
-                loss.div(min(cfg.grad_accum, n_mb - group_start)).backward()
+                scale = min(cfg.grad_accum, n_mb - group_start)
+                out, st = minibatch_backward(
+                    policy, b, idx, targets, cfg, scale, where=f"epoch {epoch}, mini-batch {m}"
+                )
                 if step_now:
                     grad_norms.append(optimizer_step(policy, params, optimizer, cfg, epoch))
                 if epoch == 0:
                     new_values[idx] = out["values"].detach().float().cpu()
-                stats["pg_loss"].append(pg_loss.item())
-                stats["v_loss"].append(v_loss.item())
-                stats["entropy"].append(entropy.item())
-                stats["approx_kl"].append(st["approx_kl"])
-                stats["clipfrac"].append(st["clipfrac"])
+                for k in stats:
+                    stats[k].append(st[k])
                 epoch_kl.append(st["approx_kl"])
                 tokens += sum(len(r) for r in b["response_token_ids"].to_list())
                 progress.advance(task)
@@ -288,7 +325,7 @@ def ppo_epochs(
         "steps": n,
         "optimizer_steps": len(grad_norms),
         "grad_norm": sum(grad_norms) / max(len(grad_norms), 1),
-        "explained_variance": explained_variance(new_values, returns.cpu()),
+        "explained_variance": explained_variance(new_values, targets.returns.cpu()),
         "tokens_per_s": tokens / dt,
         "seconds": dt,
     }
@@ -338,7 +375,7 @@ def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> No
         policy.freeze_vision()
     sharded = shard_model(policy)
     update_index = int(policy.meta.get("update_index", 0))
-    lr = cosine_lr(cfg, update_index)
+    lr = scheduled_lr(cfg, update_index)
     optimizer = make_optimizer(policy, cfg, lr)
     opt_file = Path(policy_path) / OPTIMIZER_FILE
     if opt_file.exists():
@@ -358,9 +395,7 @@ def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> No
         return
     save_checkpoint(
         out,
-        policy.model,
-        policy.processor,
-        policy.value_head,
+        policy,
         meta,
         state_dict=model_state,
         extra_files={

@@ -11,13 +11,13 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from stages import collect, demos, sft
 from vlmagent import prompts
 from vlmagent.cli import app
 from vlmagent.config import Config, toml_text
 from vlmagent.envs import make_env
 from vlmagent.policy.load import encode_prompt, load_policy, model_inputs_for
 from vlmagent.shards import ROLLOUT_SCHEMA, SCORED_SCHEMA, ShardError, read_stage
+from vlmagent.stages import collect, demos, sft
 
 RUN_TOML = """env = "numberline"
 image_size = 64
@@ -109,7 +109,7 @@ def test_report_table_and_curve(pipeline):
     out = invoke("report", pipeline)
     assert "per iteration" in out and "learning_curve.png" in out
     assert (pipeline / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
-    from vlmagent.report import gather
+    from vlmagent.stages.report import gather
 
     rows = gather(pipeline)
     assert [r["iteration"] for r in rows] == [0, 1]
@@ -204,6 +204,15 @@ def test_tokenize_rows_uses_the_samplers_prompt_and_ends_the_turn(demo_dir, poli
         pl.Series("response_token_ids", [[4, 5]] * df.height, dtype=pl.List(pl.Int32)),
     )
     assert sft.tokenize_rows(policy, stored) == ([[1, 2, 3]] * df.height, [[4, 5]] * df.height)
+
+
+def test_sft_warms_up_linearly_then_decays_to_a_tenth():
+    cfg = Config(sft_lr=1e-3, sft_warmup=4)
+    lrs = [sft.lr_at(cfg, step, 14) for step in range(14)]
+    assert lrs[:5] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])  # step 4: the cosine's start
+    assert lrs[9] == pytest.approx(1e-4 + 0.5 * 0.9e-3)  # halfway through the 10 cosine steps
+    assert lrs[13] == pytest.approx(1e-4 + 0.5 * 0.9e-3 * (1 + np.cos(np.pi * 0.9)))
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
 
 
 def test_sft_loss_is_the_nll_of_response_tokens_only(demo_dir, policy):

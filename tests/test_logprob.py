@@ -1,4 +1,4 @@
-"""Fused log-prob == naive float64 reference (values, entropies, gradients); the CoT-scaled action sum.
+"""Fused log-prob == naive float64 reference (values, entropies, gradients).
 
 Tolerances: fp32 inputs, log-probs within 1e-4 absolute (tempered logits up to ~30) and gradients within
 1e-5 of the reference's largest entry. bf16 inputs (reference on the same bf16-rounded values): log-probs
@@ -9,12 +9,8 @@ closer) and gradients within 3% of the reference's largest entry.
 import pytest
 import torch
 
-from vlmagent.policy.logprob import (
-    action_logprob,
-    cot_weights,
-    naive_token_logprobs,
-    token_logprobs,
-)
+from vlmagent.policy.logprob import naive_token_logprobs, token_logprobs
+from vlmagent.ppo import action_logprob
 
 
 def _inputs(n, h, v, dtype=torch.float32, seed=0):
@@ -39,10 +35,12 @@ def _reference(hidden, weight, targets, upstream, temperature, frozen):
 def _fused(hidden, weight, targets, upstream, temperature, frozen, chunk, block):
     h = hidden.clone().requires_grad_()
     w = weight.clone().requires_grad_(not frozen)
-    logp, ent = token_logprobs(
-        h, w, targets, temperature, chunk_size=chunk, vocab_block=block, with_entropy=True
-    )
+    logp = token_logprobs(h, w, targets, temperature, chunk_size=chunk, vocab_block=block)
     (logp * upstream.float()).sum().backward()
+    with torch.no_grad():
+        _, ent = token_logprobs(
+            h, w, targets, temperature, chunk_size=chunk, vocab_block=block, with_entropy=True
+        )
     return logp.detach(), ent, h.grad, w.grad
 
 
@@ -89,6 +87,43 @@ def test_fused_bf16_within_stated_tolerance(n, h, v, temperature, frozen):
         assert gw.dtype == torch.bfloat16 and _rel(gw, ref_gw) < 0.03
 
 
+@pytest.mark.parametrize(
+    "n,h,v,temperature,chunk,block",
+    [(1, 8, 7, 1.0, 4096, 4096), (37, 16, 101, 0.7, 8, 30), (130, 64, 5003, 0.2, 64, 512)],
+)
+@pytest.mark.parametrize("frozen", [False, True])
+def test_entropy_gradient_equals_autograd_on_plain_log_softmax(n, h, v, temperature, chunk, block, frozen):
+    """An entropy bonus reaches the weights: the gradient of sum(g logp + e H) matches autograd's."""
+    hidden, weight, targets, upstream = _inputs(n, h, v)
+    ent_upstream = torch.randn(n, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    hr = hidden.double().requires_grad_()
+    wr = weight.double().requires_grad_(not frozen)
+    logits = torch.log_softmax((hr @ wr.t()) / temperature, dim=-1)
+    ref_lp = logits.gather(1, targets[:, None]).squeeze(1)
+    ref_ent = -(logits.exp() * logits).sum(-1)
+    (ref_lp * upstream + ref_ent * ent_upstream).sum().backward()
+    hf = hidden.clone().requires_grad_()
+    wf = weight.clone().requires_grad_(not frozen)
+    lp, ent = token_logprobs(
+        hf, wf, targets, temperature, chunk_size=chunk, vocab_block=block, with_entropy=True
+    )
+    assert ent.requires_grad
+    (lp * upstream.float() + ent * ent_upstream.float()).sum().backward()
+    assert (ent.detach().double() - ref_ent.detach()).abs().max() < 1e-4
+    assert _rel(hf.grad, hr.grad) < 1e-5
+    if frozen:
+        assert wf.grad is None
+    else:
+        assert _rel(wf.grad, wr.grad) < 1e-5
+    # the entropy alone (no log-prob term in the loss) has a gradient too
+    hf.grad = None
+    _, ent = token_logprobs(
+        hf, wf, targets, temperature, chunk_size=chunk, vocab_block=block, with_entropy=True
+    )
+    ent.sum().backward()
+    assert hf.grad.abs().max() > 0
+
+
 def test_ragged_batch_equals_per_sequence():
     hidden, weight, targets, _ = _inputs(60, 16, 300)
     lengths = [5, 0, 31, 24]
@@ -128,17 +163,3 @@ def test_empty_and_bad_inputs():
         token_logprobs(torch.zeros(3, 4), w, torch.zeros(3, dtype=torch.long), temperature=0.0)
     with pytest.raises(ValueError):
         token_logprobs(torch.zeros(3, 4), w, torch.zeros(3, dtype=torch.long), vocab_block=0)
-
-
-def test_cot_scaled_sum_on_hand_masks():
-    lp = [torch.tensor([-1.0, -2.0, -3.0, -4.0]), torch.tensor([-1.0, -1.0]), torch.tensor([-2.0, -6.0])]
-    # response 0: 2 CoT tokens then 2 action tokens; response 1: no CoT part (start 0);
-    # response 2: no action part found (start >= length): every token is CoT
-    got = action_logprob(lp, [2, 0, 2], lambda_cot=0.5)
-    assert got.tolist() == [0.5 * (-1 - 2) + (-3 - 4), -2.0, 0.5 * (-2 - 6)]
-    assert cot_weights([4, 2, 2], [2, 0, 2], 0.5).tolist() == [0.5, 0.5, 1, 1, 1, 1, 0.5, 0.5]
-    packed = torch.cat(lp).requires_grad_()
-    action_logprob(packed, torch.tensor([2, 0, 2]), 0.5, lengths=torch.tensor([4, 2, 2])).sum().backward()
-    assert packed.grad.tolist() == [0.5, 0.5, 1, 1, 1, 1, 0.5, 0.5]
-    with pytest.raises(ValueError):
-        action_logprob(packed, [0], 0.5, lengths=[3])

@@ -164,7 +164,7 @@ def test_padded_batch_equals_one_by_one(policy):
             forward_hidden(policy, [p], [r], model_inputs_for(policy, [im]))
             for p, r, im in zip(prompts, responses, images, strict=True)
         ]
-        out = evaluate_actions(policy, batch, [2, 0, 5], temperature=0.2, lambda_cot=0.5, with_entropy=True)
+        out = evaluate_actions(policy, batch, [2, 0, 5], temperature=0.2, cot_lambda=0.5, with_entropy=True)
     assert batch.response.shape == (7, policy.lm_head.weight.shape[1])
     assert torch.allclose(batch.prompt_last, torch.cat([s.prompt_last for s in singles]), atol=1e-5)
     assert torch.allclose(batch.response, torch.cat([s.response for s in singles]), atol=1e-5)
@@ -177,7 +177,7 @@ def test_padded_batch_equals_one_by_one(policy):
 def test_gradients_flow_to_model_and_value_head(policy):
     ids, _ = encode_prompt(policy, _image(4), PROMPT)
     hid = forward_hidden(policy, [ids], [[20, 21, 22]], model_inputs_for(policy, [_image(4)]))
-    out = evaluate_actions(policy, hid, [1], temperature=1.0, lambda_cot=0.5)
+    out = evaluate_actions(policy, hid, [1], temperature=1.0, cot_lambda=0.5)
     (out["action_logprobs"].sum() + out["values"].sum()).backward()
     assert policy.lm_head.weight.grad is not None and policy.lm_head.weight.grad.abs().sum() > 0
     assert policy.value_head.net[-1].weight.grad.abs().sum() > 0
@@ -201,9 +201,7 @@ def test_checkpoint_round_trip_and_missing_files(tmp_path, policy):
     policy.value_head.net[-1].bias.data.fill_(0.25)
     meta = {"parent": "ckpt/000000", "step": 1, "config_hash": "abc"}
     extra = {"optimizer.pt": lambda p: torch.save({"lr": 1e-5}, p)}
-    ck = save_checkpoint(
-        tmp_path / "ckpt" / "000001", policy.model, policy.processor, policy.value_head, meta, extra
-    )
+    ck = save_checkpoint(tmp_path / "ckpt" / "000001", policy, meta, extra)
     policy.value_head.net[-1].bias.data.zero_()
     assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["000001"]  # no temp dir left behind
     back = load_policy(ck)
@@ -219,14 +217,14 @@ def test_checkpoint_round_trip_and_missing_files(tmp_path, policy):
         assert torch.equal(a, b), name
     assert torch.load(ck / "optimizer.pt")["lr"] == 1e-5
     with pytest.raises(FileExistsError):
-        save_checkpoint(ck, policy.model, policy.processor, policy.value_head, meta)
-    save_checkpoint(ck, policy.model, policy.processor, policy.value_head, {"step": 2}, overwrite=True)
+        save_checkpoint(ck, policy, meta)
+    save_checkpoint(ck, policy, {"step": 2}, overwrite=True)
     assert json.loads((ck / "vlmagent.json").read_text())["step"] == 2
     (ck / "value_head.safetensors").unlink()
     (ck / "tokenizer.json").unlink()
     with pytest.raises(CheckpointError, match="tokenizer.json.*value_head.safetensors|value_head.*tokenizer"):
         load_policy(ck)
-    save_checkpoint(ck, policy.model, policy.processor, policy.value_head, {"step": 2}, overwrite=True)
+    save_checkpoint(ck, policy, {"step": 2}, overwrite=True)
     (ck / "vlmagent.json").unlink()
     with pytest.raises(CheckpointError, match="vlmagent.json"):
         load_policy(ck)
@@ -273,7 +271,7 @@ def test_lora_checkpoint_round_trip(tmp_path, tiny_model_dir):
     hid = forward_hidden(pol, [ids], [[3, 4, 5]], vision)
     evaluate_actions(pol, hid, [1], 1.0, 0.5)["action_logprobs"].sum().backward()
     assert all(p.grad is not None for n, p in pol.model.named_parameters() if p.requires_grad)
-    ck = save_checkpoint(tmp_path / "ck", pol.model, pol.processor, pol.value_head, {"step": 1})
+    ck = save_checkpoint(tmp_path / "ck", pol, {"step": 1})
     assert not (ck / "model.safetensors").exists() and (ck / "adapter_model.safetensors").exists()
     back = load_policy(ck)
     with torch.no_grad():

@@ -3,7 +3,19 @@ import math
 import pytest
 import torch
 
-from vlmagent.ppo import explained_variance, gae, normalize, policy_loss, value_loss
+from vlmagent.ppo import (
+    action_logprob,
+    advantage_moments,
+    cosine_schedule,
+    cot_weights,
+    entropy_bonus,
+    explained_variance,
+    gae,
+    normalize_advantages,
+    policy_loss,
+    ppo_loss,
+    value_loss,
+)
 
 
 def test_gae_terminated_episode_by_hand():
@@ -70,11 +82,88 @@ def test_value_loss_clipped_by_hand():
     assert value_loss(new, old, ret, 0.1, clip_vloss=False).item() == pytest.approx(0.5 * 1.0 / 2)
 
 
-def test_normalize_and_explained_variance():
-    a = normalize(torch.tensor([1.0, 2.0, 3.0, 4.0]))
-    assert a.mean().item() == pytest.approx(0.0, abs=1e-6)
-    assert a.std().item() == pytest.approx(1.0, abs=1e-6)
+def test_normalize_advantages_by_hand():
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    std = math.sqrt(((1.5**2 + 0.5**2) * 2) / 3)  # unbiased: mean 2.5, n - 1 = 3
+    want = [(x - 2.5) / (std + 1e-8) for x in (1.0, 2.0, 3.0, 4.0)]
+    assert normalize_advantages(a).tolist() == pytest.approx(want, rel=1e-6)
+    assert normalize_advantages(torch.tensor([5.0])).tolist() == [5.0]  # one step: nothing to normalise
+    # over a larger batch (every rank's steps): its moments, not the slice's own
+    moments = advantage_moments(a[:2]) + advantage_moments(a[2:])
+    assert moments.tolist() == [10.0, 30.0, 4.0]
+    assert normalize_advantages(a[:2], moments).tolist() == pytest.approx(want[:2], rel=1e-6)
+
+
+def test_explained_variance_by_hand():
     y = torch.tensor([1.0, 2.0, 3.0])
     assert explained_variance(y, y) == pytest.approx(1.0)
     assert explained_variance(torch.zeros(3), y) == pytest.approx(0.0)
     assert math.isnan(explained_variance(y, torch.ones(3)))
+
+
+def test_entropy_bonus_and_ppo_loss_by_hand():
+    assert entropy_bonus(torch.tensor([1.0, 2.0, 6.0])).item() == pytest.approx(3.0)
+    assert entropy_bonus(None).item() == 0.0
+    new_lp = torch.log(torch.tensor([1.5, 1.0]))
+    old_lp = torch.zeros(2)
+    adv = torch.tensor([1.0, -2.0])
+    new_v, old_v, ret = torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([3.0, 1.0])
+    ent = torch.tensor([0.5, 1.5, 1.0])
+    loss, stats = ppo_loss(
+        new_lp, old_lp, adv, new_v, old_v, ret, ent, clip_coef=0.2, clip_vloss=True, vf_coef=0.5, ent_coef=0.1
+    )
+    pg = -(1.2 * 1.0 + 1.0 * -2.0) / 2  # ratio 1.5 clipped to 1.2 for A > 0; ratio 1 for A < 0
+    v = 0.5 * ((1 - 3) ** 2 + (0 - 1) ** 2) / 2  # values unchanged: clipped == unclipped
+    assert stats["pg_loss"] == pytest.approx(pg) and stats["v_loss"] == pytest.approx(v)
+    assert stats["entropy"] == pytest.approx(1.0) and stats["clipfrac"] == pytest.approx(0.5)
+    assert loss.item() == pytest.approx(pg + 0.5 * v - 0.1 * 1.0)
+    no_ent, _ = ppo_loss(
+        new_lp,
+        old_lp,
+        adv,
+        new_v,
+        old_v,
+        ret,
+        None,
+        clip_coef=0.2,
+        clip_vloss=True,
+        vf_coef=0.5,
+        ent_coef=0.0,
+    )
+    assert no_ent.item() == pytest.approx(pg + 0.5 * v)
+
+
+def test_ppo_loss_entropy_term_pushes_entropy_up():
+    """Minimising the loss with ent_coef > 0 raises entropy: its gradient w.r.t. entropy is -ent_coef."""
+    ent = torch.tensor([0.3, 0.7], requires_grad=True)
+    z = torch.zeros(2)
+    loss, _ = ppo_loss(z, z, z, z, z, z, ent, clip_coef=0.1, clip_vloss=False, vf_coef=0.5, ent_coef=0.01)
+    loss.backward()
+    assert ent.grad.tolist() == pytest.approx([-0.005, -0.005])
+
+
+def test_cosine_schedule_by_hand():
+    # no warm-up (update): peak at 0, midpoint at total / 2, floor at total and after
+    assert cosine_schedule(0, 10, 1.0, 0.1) == 1.0
+    assert cosine_schedule(5, 10, 1.0, 0.1) == pytest.approx(0.55)
+    assert cosine_schedule(10, 10, 1.0, 0.1) == pytest.approx(0.1)
+    assert cosine_schedule(25, 10, 1.0, 0.1) == pytest.approx(0.1)
+    # warm-up (sft): linear from peak / warmup, then the cosine over the remaining steps
+    assert [cosine_schedule(s, 14, 2.0, 0.2, warmup=4) for s in range(4)] == [0.5, 1.0, 1.5, 2.0]
+    assert cosine_schedule(4, 14, 2.0, 0.2, warmup=4) == 2.0
+    assert cosine_schedule(9, 14, 2.0, 0.2, warmup=4) == pytest.approx(0.2 + 0.5 * 1.8)
+    assert cosine_schedule(0, 0, 1.0, 0.0) == 1.0  # total 0: no division by zero
+
+
+def test_cot_scaled_sum_on_hand_masks():
+    lp = [torch.tensor([-1.0, -2.0, -3.0, -4.0]), torch.tensor([-1.0, -1.0]), torch.tensor([-2.0, -6.0])]
+    # response 0: 2 CoT tokens then 2 action tokens; response 1: no CoT part (start 0);
+    # response 2: no action part found (start >= length): every token is CoT
+    got = action_logprob(lp, [2, 0, 2], cot_lambda=0.5)
+    assert got.tolist() == [0.5 * (-1 - 2) + (-3 - 4), -2.0, 0.5 * (-2 - 6)]
+    assert cot_weights([4, 2, 2], [2, 0, 2], 0.5).tolist() == [0.5, 0.5, 1, 1, 1, 1, 0.5, 0.5]
+    packed = torch.cat(lp).requires_grad_()
+    action_logprob(packed, torch.tensor([2, 0, 2]), 0.5, lengths=torch.tensor([4, 2, 2])).sum().backward()
+    assert packed.grad.tolist() == [0.5, 0.5, 1, 1, 1, 1, 0.5, 0.5]
+    with pytest.raises(ValueError):
+        action_logprob(packed, [0], 0.5, lengths=[3])

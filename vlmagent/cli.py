@@ -1,4 +1,5 @@
-"""The `vlmagent` command: a thin Typer layer over the stage functions in `stages/`.
+"""The `vlmagent` command: a thin Typer layer that parses flags, loads the config and calls the stages
+(`stages/`, installed as vlmagent.stages).
 
 Exit codes: 0 success, 2 bad input (one red line saying what), 1 a failure.
 """
@@ -6,7 +7,6 @@ Exit codes: 0 success, 2 bad input (one red line saying what), 1 a failure.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import sys
 import tomllib
@@ -18,19 +18,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from transformers.utils import logging as hf_logging
+from typer import Argument as Arg
+from typer import Option as Opt
 
-from vlmagent.config import Config, load_config, save_config
+from vlmagent.config import Config, config_dict, load_config, save_config
 from vlmagent.policy.checkpoint import CheckpointError
-from vlmagent.rundir import (
-    RUN_TOML,
-    ckpt_dir,
-    eval_dir,
-    latest_ckpt,
-    rollouts_dir,
-    scored_dir,
-    update_json,
-)
+from vlmagent.rundir import RUN_TOML, ckpt_dir, eval_dir, latest_ckpt, rollouts_dir, scored_dir, update_json
 from vlmagent.shards import ShardError
+from vlmagent.stages import collect as collect_stage
+from vlmagent.stages import demos as demos_stage
+from vlmagent.stages import eval as eval_stage
+from vlmagent.stages import loop as loop_stage
+from vlmagent.stages import report as report_stage
+from vlmagent.stages import score as score_stage
+from vlmagent.stages import sft as sft_stage
+from vlmagent.stages import update as update_stage
+from vlmagent.stages.tracking import check_installed, log_new
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -83,7 +86,7 @@ def _config(run: Path | None, config_file: Path | None = None, **overrides: Any)
         return load_config(None, **overrides)
     toml = run / RUN_TOML
     if settings and toml.exists():
-        saved = dataclasses.asdict(load_config(toml))
+        saved = config_dict(load_config(toml))
         for key, v in settings.items():
             if saved[key] != v:
                 raise UserError(
@@ -115,50 +118,6 @@ def _parse_shards(spec: str) -> tuple[int, int]:
     return i, n
 
 
-@contextlib.contextmanager
-def _served(cfg: Config, policy: str) -> Iterator[tuple[Any, str]]:
-    """The actor playing `policy` (oracle, random, or a checkpoint / HF model dir / hub id served by the
-    configured backend) and its version. The backend is closed on exit: a vLLM engine runs in processes
-    of its own that keep their GPU memory (weights, KV cache) until closed, even once nothing refers to
-    the engine, and `loop` runs score and update next, in this process, on the same GPU."""
-    from stages import collect
-
-    if policy == "oracle":
-        yield collect.oracle_actor(cfg.env, cfg.cot), "oracle"
-        return
-    if policy == "random":
-        yield collect.random_actor(), "random"
-        return
-    import torch
-
-    from vlmagent.rollout import make_backend
-
-    if torch.cuda.is_available():  # a vLLM engine starts only if its gpu_memory_utilization share is
-        torch.cuda.empty_cache()  # free: give back what the last update left in this process's cache
-    vllm_options = {
-        "tensor_parallel_size": cfg.tensor_parallel_size,
-        "gpu_memory_utilization": cfg.gpu_memory_utilization,
-    }
-    backend = make_backend(cfg.backend, policy, **vllm_options)
-    try:
-        processor = getattr(backend, "processor", None) or backend.policy.processor  # type: ignore[attr-defined]
-        yield collect.model_actor(cfg, backend, processor), policy
-    finally:
-        backend.close()
-
-
-def _current_policy(cfg: Config, run: Path) -> tuple[int, Path]:
-    """The run's newest checkpoint; ckpt/000000 is made first from cfg.policy (or the tiny model)."""
-    from vlmagent.rundir import ensure_initial_checkpoint
-
-    k = latest_ckpt(run)
-    if k is None:
-        path = ensure_initial_checkpoint(cfg, run)
-        console.print(f"initial policy: {path} ({cfg.policy or 'tiny model from init-model'})")
-        return 0, path
-    return k, ckpt_dir(run, k)
-
-
 def _print_summary(title: str, summary: dict[str, Any]) -> None:
     table = Table(title=title)
     table.add_column("metric")
@@ -168,21 +127,19 @@ def _print_summary(title: str, summary: dict[str, Any]) -> None:
     console.print(table)
 
 
-EnvOpt = Annotated[str | None, typer.Option(help="env short name: numberline, ezpoints, points24, blackjack")]
-RunOpt = Annotated[Path | None, typer.Option(help="run directory (holds run.toml, ckpt/, iter/, eval/)")]
-SeedOpt = Annotated[int | None, typer.Option(help="seed; episodes and sampling derive from it")]
-CotOpt = Annotated[bool | None, typer.Option("--cot/--no-cot", help="chain-of-thought prompt or action-only")]
+EnvOpt = Annotated[str | None, Opt(help="env short name: numberline, ezpoints, points24, blackjack")]
+RunOpt = Annotated[Path | None, Opt(help="run directory (holds run.toml, ckpt/, iter/, eval/)")]
+SeedOpt = Annotated[int | None, Opt(help="seed; episodes and sampling derive from it")]
+CotOpt = Annotated[bool | None, Opt("--cot/--no-cot", help="chain-of-thought prompt or action-only")]
 
 
 @app.command("init-model")
 def init_model_cmd(
-    out: Annotated[Path, typer.Argument(help="directory to write the model to")],
-    size: Annotated[str, typer.Option(help="tiny (a few M params) or small (tens of M)")] = "tiny",
-    seed: Annotated[int, typer.Option(help="weight initialisation seed")] = 0,
-    image_size: Annotated[int, typer.Option(help="image processor size in pixels")] = 112,
-    patch_size: Annotated[
-        int, typer.Option(help="vision patch size in pixels (image_size / patch_size squared image tokens)")
-    ] = 14,
+    out: Annotated[Path, Arg(help="directory to write the model to")],
+    size: Annotated[str, Opt(help="tiny (a few M params) or small (tens of M)")] = "tiny",
+    seed: Annotated[int, Opt(help="weight initialisation seed")] = 0,
+    image_size: Annotated[int, Opt(help="image processor size in pixels")] = 112,
+    patch_size: Annotated[int, Opt(help="vision patch size in pixels")] = 14,
 ) -> None:
     """Build a randomly initialised LLaVA-architecture model with our own tokenizer (offline)."""
     from vlmagent.policy.tiny import SIZES, init_model
@@ -199,9 +156,9 @@ def init_model_cmd(
 
 @app.command("alfworld-games")
 def alfworld_games(
-    out: Annotated[Path, typer.Argument(help="directory to write the games to (e.g. GAMES/train)")],
-    per_type: Annotated[int, typer.Option(help="games per task type (six types)")] = 4,
-    seed: Annotated[int, typer.Option(help="generator seed (the shipped games: 0 train, 1 heldout)")] = 0,
+    out: Annotated[Path, Arg(help="directory to write the games to (e.g. GAMES/train)")],
+    per_type: Annotated[int, Opt(help="games per task type (six types)")] = 4,
+    seed: Annotated[int, Opt(help="generator seed (the shipped games: 0 train, 1 heldout)")] = 0,
 ) -> None:
     """Generate ALFWorld games of our own, each verified by playing its walkthrough to won.
 
@@ -226,23 +183,19 @@ def alfworld_games(
 @app.command()
 def collect(
     env: EnvOpt = None,
-    policy: Annotated[str | None, typer.Option(help="checkpoint dir, HF model, oracle or random")] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="output directory (default: the run's iter/k/rollouts)")
-    ] = None,
+    policy: Annotated[str | None, Opt(help="checkpoint dir, HF model, oracle or random")] = None,
+    out: Annotated[Path | None, Opt(help="output dir (default: the run's iter/k/rollouts)")] = None,
     run: RunOpt = None,
-    episodes: Annotated[int | None, typer.Option(help="episodes to collect")] = None,
+    episodes: Annotated[int | None, Opt(help="episodes to collect")] = None,
     seed: SeedOpt = None,
-    num_envs: Annotated[int | None, typer.Option(help="envs stepped side by side")] = None,
-    temperature: Annotated[float | None, typer.Option(help="sampling temperature")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(help="max tokens generated per step")] = None,
-    backend: Annotated[str | None, typer.Option(help="auto, hf or vllm")] = None,
+    num_envs: Annotated[int | None, Opt(help="envs stepped side by side")] = None,
+    temperature: Annotated[float | None, Opt(help="sampling temperature")] = None,
+    max_new_tokens: Annotated[int | None, Opt(help="max tokens generated per step")] = None,
+    backend: Annotated[str | None, Opt(help="auto, hf or vllm")] = None,
     cot: CotOpt = None,
-    shards: Annotated[str, typer.Option(help="i/n: collect only shards s with s % n == i")] = "0/1",
+    shards: Annotated[str, Opt(help="i/n: collect only shards s with s % n == i")] = "0/1",
 ) -> None:
     """Run envs with a policy; write one Parquet row per env step."""
-    from stages import collect as collect_stage
-    from stages.eval import summarize
 
     with cli_errors():
         if run is None and out is None:
@@ -255,34 +208,26 @@ def collect(
         if policy is None:
             if run is None:
                 raise UserError("--policy is required with --out and no --run")
-            k, path = _current_policy(cfg, run)
+            k, path = loop_stage.current_policy(cfg, run, console.print)
             policy = str(path)
         out = out or rollouts_dir(run, k)  # type: ignore[arg-type]
-        with _served(cfg, policy) as (actor, version):
+        with collect_stage.served(cfg, policy) as (actor, version):
             manifest = collect_stage.run(cfg, out, actor, version, iteration=k, worker=_parse_shards(shards))
         if manifest is None:
             _print_partial(out)
             return
-        _print_summary(f"collect {cfg.env} -> {out}", summarize(out))
+        _print_summary(f"collect {cfg.env} -> {out}", eval_stage.summarize(out))
 
 
 @app.command()
 def score(
-    rollouts: Annotated[
-        Path | None, typer.Option(help="collected shards (default: the run's iter/k/rollouts)")
-    ] = None,
-    policy: Annotated[
-        str | None, typer.Option(help="checkpoint that scores (default: the run's ckpt/k)")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="output directory (default: the run's iter/k/scored)")
-    ] = None,
+    rollouts: Annotated[Path | None, Opt(help="collected shards (default: run's iter/k/rollouts)")] = None,
+    policy: Annotated[str | None, Opt(help="checkpoint that scores (default: run's ckpt/k)")] = None,
+    out: Annotated[Path | None, Opt(help="output dir (default: run's iter/k/scored)")] = None,
     run: RunOpt = None,
-    batch_size: Annotated[int, typer.Option(help="steps per forward pass")] = 8,
+    batch_size: Annotated[int, Opt(help="steps per forward pass")] = 8,
 ) -> None:
     """Values, old log-probs and GAE advantages for every collected step."""
-    from stages import score as score_stage
-
     with cli_errors():
         cfg = _config(run)
         if run is not None:
@@ -301,20 +246,12 @@ def score(
 
 @app.command()
 def update(
-    scored: Annotated[
-        Path | None, typer.Option(help="scored shards (default: the run's iter/k/scored)")
-    ] = None,
-    policy: Annotated[
-        Path | None, typer.Option(help="checkpoint to start from (default: the run's ckpt/k)")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="checkpoint to write (default: the run's ckpt/k+1)")
-    ] = None,
+    scored: Annotated[Path | None, Opt(help="scored shards (default: run's iter/k/scored)")] = None,
+    policy: Annotated[Path | None, Opt(help="checkpoint to start from (default: run's ckpt/k)")] = None,
+    out: Annotated[Path | None, Opt(help="checkpoint to write (default: run's ckpt/k+1)")] = None,
     run: RunOpt = None,
 ) -> None:
     """PPO epochs on the scored steps; writes the next checkpoint."""
-    from stages import update as update_stage
-
     with cli_errors():
         cfg = _config(run)
         report = None
@@ -331,16 +268,14 @@ def update(
 @app.command("eval")
 def eval_(
     env: EnvOpt = None,
-    policy: Annotated[
-        str | None, typer.Option(help="checkpoint dir, oracle or random (default: the run's latest)")
-    ] = None,
-    episodes: Annotated[int | None, typer.Option(help="episodes to play")] = None,
-    out: Annotated[Path | None, typer.Option(help="output directory (default: the run's eval/k)")] = None,
+    policy: Annotated[str | None, Opt(help="checkpoint, oracle or random (default: run's latest)")] = None,
+    episodes: Annotated[int | None, Opt(help="episodes to play")] = None,
+    out: Annotated[Path | None, Opt(help="output directory (default: the run's eval/k)")] = None,
     run: RunOpt = None,
     seed: SeedOpt = None,
-    temperature: Annotated[float | None, typer.Option(help="0 = greedy")] = None,
+    temperature: Annotated[float | None, Opt(help="0 = greedy")] = None,
     cot: CotOpt = None,
-    shards: Annotated[str, typer.Option(help="i/n: play only shards s with s % n == i")] = "0/1",
+    shards: Annotated[str, Opt(help="i/n: play only shards s with s % n == i")] = "0/1",
 ) -> None:
     """Play seeded held-out episodes and summarise success rate, return and parse failures."""
 
@@ -350,13 +285,13 @@ def eval_(
         if policy is None:
             if run is None:
                 raise UserError("give --policy (a checkpoint, oracle or random) or --run")
-            k, path = _current_policy(cfg, run)
+            k, path = loop_stage.current_policy(cfg, run, console.print)
             policy = str(path)
         if out is None:
             if run is None:
                 raise UserError("--out is required without --run")
             out = eval_dir(run, k)
-        summary = _eval(cfg, policy, out, seed, worker=_parse_shards(shards))
+        summary = eval_stage.evaluate(cfg, policy, out, seed, worker=_parse_shards(shards))
         if summary is None:
             _print_partial(out)
             return
@@ -364,19 +299,8 @@ def eval_(
         console.print(f"summary: {out / 'summary.json'}")
 
 
-def _eval(
-    cfg: Config, policy: str, out: Path, seed: int | None = None, worker: tuple[int, int] = (0, 1)
-) -> dict[str, Any] | None:
-    from stages import eval as eval_stage
-
-    cfg = dataclasses.replace(cfg, episodes=cfg.eval_episodes)
-    with _served(cfg, policy) as (actor, version):
-        return eval_stage.run(cfg, out, actor, version, seed=seed, worker=worker)
-
-
 ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", help="a run.toml to create the run from (relative paths in it: to the file)"),
+    Path | None, Opt("--config", help="a run.toml to create the run from (relative paths in it: to the file)")
 ]
 
 
@@ -385,23 +309,14 @@ def loop(
     env: EnvOpt = None,
     run: RunOpt = None,
     config_file: ConfigOpt = None,
-    iterations: Annotated[int, typer.Option(help="run until ckpt/<iterations> exists")] = 2,
-    episodes: Annotated[int | None, typer.Option(help="episodes collected per iteration")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(help="max tokens generated per step")] = None,
-    eval_every: Annotated[
-        int | None, typer.Option(help="eval after every N-th update (0 = at the start and the end)")
-    ] = None,
-    eval_episodes: Annotated[int | None, typer.Option(help="episodes per eval")] = None,
+    iterations: Annotated[int, Opt(help="run until ckpt/<iterations> exists")] = 2,
+    episodes: Annotated[int | None, Opt(help="episodes collected per iteration")] = None,
+    max_new_tokens: Annotated[int | None, Opt(help="max tokens generated per step")] = None,
+    eval_every: Annotated[int | None, Opt(help="eval after every N-th update (0: at the end)")] = None,
+    eval_episodes: Annotated[int | None, Opt(help="episodes per eval")] = None,
     seed: SeedOpt = None,
 ) -> None:
     """Eval the start, then collect -> score -> update, K times, then eval. Rerun after a kill: it continues."""
-    from stages import collect as collect_stage
-    from stages import score as score_stage
-    from stages import update as update_stage
-    from stages.eval import summarize
-    from vlmagent import report as rep
-    from vlmagent.tracking import check_installed, log_new
-
     with cli_errors():
         run = run or Path("runs") / (env or "blackjack")
         cfg = _config(
@@ -409,47 +324,17 @@ def loop(
             eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
         )  # fmt: skip
         check_installed(cfg.tracker)
-        _current_policy(cfg, run)
-        # the start on held-out seeds: the "before" of the learning curve
-        start = _eval(cfg, str(ckpt_dir(run, 0)), eval_dir(run, 0))
-        assert start is not None  # one worker: its summary is written
-        console.print(
-            f"start: held-out success {start['success_rate']:.3f}, parse failures "
-            f"{start['parse_failure_rate']:.3f} ({start['episodes']} episodes)"
-        )
-        log_new(run, cfg.tracker, cfg.run_name)
-        while (k := latest_ckpt(run) or 0) < iterations:
-            policy = str(ckpt_dir(run, k))
-            with _served(cfg, policy) as (actor, version):
-                collect_stage.run(cfg, rollouts_dir(run, k), actor, version, iteration=k)
-            score_stage.run(cfg, rollouts_dir(run, k), policy, scored_dir(run, k))
-            stats = update_stage.run(
-                cfg, scored_dir(run, k), policy, ckpt_dir(run, k + 1), report=update_json(run, k)
-            )
-            train = summarize(rollouts_dir(run, k))
-            console.print(
-                f"iteration {k}: success {train['success_rate']:.3f}, return {train['mean_return']:.3f}, "
-                f"parse failures {train['parse_failure_rate']:.3f}, approx_kl {stats['approx_kl']:.2e}, "
-                f"clipfrac {stats['clipfrac']:.3f}"
-            )
-            if cfg.eval_every and (k + 1) % cfg.eval_every == 0 and k + 1 < iterations:
-                _eval(cfg, str(ckpt_dir(run, k + 1)), eval_dir(run, k + 1))
-            log_new(run, cfg.tracker, cfg.run_name)
-        final = latest_ckpt(run) or 0
-        _eval(cfg, str(ckpt_dir(run, final)), eval_dir(run, final))
-        log_new(run, cfg.tracker, cfg.run_name)
-        rows = rep.gather(run)
-        console.print(rep.table(rows, f"{run}: per iteration"))
-        png = rep.plot(rows, run / rep.CURVE_PNG, run.resolve().name)
-        console.print(rep.before_after(rows))
+        loop_stage.run(cfg, run, iterations, echo=console.print)
+        rows = report_stage.gather(run)
+        console.print(report_stage.table(rows, f"{run}: per iteration"))
+        png = report_stage.plot(rows, run / report_stage.CURVE_PNG, run.resolve().name)
+        console.print(report_stage.before_after(rows))
         console.print(f"learning curve: {png}")
 
 
 @app.command()
 def config(run: RunOpt = None) -> None:
     """Print the effective config of a run (or the defaults) as JSON."""
-    from vlmagent.config import config_dict
-
     with cli_errors():
         cfg = load_config(run / RUN_TOML if run else None)
         console.print_json(json.dumps(config_dict(cfg)))
@@ -458,48 +343,37 @@ def config(run: RunOpt = None) -> None:
 @app.command()
 def demos(
     env: EnvOpt = None,
-    episodes: Annotated[int | None, typer.Option(help="demo episodes")] = None,
-    out: Annotated[Path | None, typer.Option(help="output directory (default: the run's demos/)")] = None,
+    episodes: Annotated[int | None, Opt(help="demo episodes")] = None,
+    out: Annotated[Path | None, Opt(help="output directory (default: the run's demos/)")] = None,
     run: RunOpt = None,
-    random_frac: Annotated[
-        float | None, typer.Option(help="share of steps whose action is a random legal one (imperfect demos)")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="demo seed (default: the run seed + 500000)")] = None,
+    random_frac: Annotated[float | None, Opt(help="share of steps with a random legal action")] = None,
+    seed: Annotated[int | None, Opt(help="demo seed (default: the run seed + 500000)")] = None,
     cot: CotOpt = None,
 ) -> None:
     """Oracle episodes as trajectory shards (responses in the prompt's format) for `sft`."""
-    from stages import demos as demos_stage
-    from stages.eval import summarize
-
     with cli_errors():
         if run is None and out is None:
             raise UserError("give --out (or --run)")
         cfg = _config(run, env=env, episodes=episodes, cot=cot, demo_random_frac=random_frac)
-        if not 0 <= cfg.demo_random_frac <= 1:
-            raise UserError(f"--random-frac {cfg.demo_random_frac}: expected a share in [0, 1]")
         out = out or run / "demos"  # type: ignore[operator]
-        demos_stage.run(cfg, out, cfg.seed + 500_000 if seed is None else seed)
-        _print_summary(f"demos {cfg.env} -> {out}", summarize(out))
+        demos_stage.run(cfg, out, seed)
+        _print_summary(f"demos {cfg.env} -> {out}", eval_stage.summarize(out))
 
 
 @app.command()
 def sft(
-    data: Annotated[list[Path], typer.Option(help="trajectory stage dir(s) to train on (repeatable)")],
-    policy: Annotated[str, typer.Option(help="checkpoint (or HF model dir) to start from")],
-    out: Annotated[Path, typer.Option(help="checkpoint to write")],
+    data: Annotated[list[Path], Opt(help="trajectory stage dir(s) to train on (repeatable)")],
+    policy: Annotated[str, Opt(help="checkpoint (or HF model dir) to start from")],
+    out: Annotated[Path, Opt(help="checkpoint to write")],
     run: RunOpt = None,
-    steps: Annotated[int | None, typer.Option(help="optimizer steps")] = None,
-    epochs: Annotated[float | None, typer.Option(help="passes over the data (overrides --steps)")] = None,
-    lr: Annotated[float | None, typer.Option(help="peak AdamW learning rate")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="rows per optimizer step")] = None,
+    steps: Annotated[int | None, Opt(help="optimizer steps")] = None,
+    epochs: Annotated[float | None, Opt(help="passes over the data (overrides --steps)")] = None,
+    lr: Annotated[float | None, Opt(help="peak AdamW learning rate")] = None,
+    batch_size: Annotated[int | None, Opt(help="rows per optimizer step")] = None,
     seed: SeedOpt = None,
-    facts_only: Annotated[
-        bool, typer.Option(help="targets cut to the image facts (e.g. the cards): a reading warm-up")
-    ] = False,
+    facts_only: Annotated[bool, Opt(help="targets cut to the image facts: a reading warm-up")] = False,
 ) -> None:
     """Supervised fine-tuning on response tokens; resumable (rerun after a kill continues)."""
-    from stages import sft as sft_stage
-
     with cli_errors():
         cfg = _config(run, sft_steps=steps, sft_lr=lr, sft_batch_size=batch_size, seed=seed)
         stats = sft_stage.run(cfg, data, policy, out, epochs=epochs, facts_only=facts_only)
@@ -509,26 +383,23 @@ def sft(
 
 @app.command()
 def report(
-    run: Annotated[Path, typer.Argument(help="run directory")],
-    png: Annotated[
-        Path | None, typer.Option(help="learning-curve PNG (default: RUN/learning_curve.png)")
-    ] = None,
+    run: Annotated[Path, Arg(help="run directory")],
+    png: Annotated[Path | None, Opt(help="learning-curve PNG (default: RUN/learning_curve.png)")] = None,
     tracker: Annotated[
-        str | None, typer.Option(help="also log what the tracker has not got: tensorboard or wandb")
+        str | None, Opt(help="also log what the tracker has not got: tensorboard or wandb")
     ] = None,
 ) -> None:
     """Success, return, parse failures, clip fraction and approx KL per iteration; learning-curve PNG."""
-    from vlmagent import report as rep
-    from vlmagent.tracking import check_installed, log_new
-
     with cli_errors():
         if not run.is_dir():
             raise UserError(f"{run}: no such run directory")
-        rows = rep.gather(run)
+        rows = report_stage.gather(run)
         if not rows:
             raise UserError(f"{run}: no iterations yet (no iter/k/rollouts, update.json or eval/k)")
-        console.print(rep.table(rows, f"{run}: per iteration"))
-        console.print(f"learning curve: {rep.plot(rows, png or run / rep.CURVE_PNG, run.resolve().name)}")
+        console.print(report_stage.table(rows, f"{run}: per iteration"))
+        console.print(
+            f"learning curve: {report_stage.plot(rows, png or run / report_stage.CURVE_PNG, run.resolve().name)}"
+        )
         if tracker is not None:
             if tracker not in ("tensorboard", "wandb"):
                 raise UserError(f"--tracker {tracker!r}: expected tensorboard or wandb")

@@ -1,7 +1,7 @@
 """One config every stage reads: `runs/<name>/run.toml`, overridden by CLI flags.
 
 Every field is declared once here with a one-line help (CleanRL style). Defaults are the paper's
-reference values where it has one (method.md), scaled for a CPU where noted.
+reference values where it has one (Zhai et al. 2024), scaled for a CPU where noted.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Config:
     parse_penalty: float = _f(
         -1.0, "reward added to a step whose response did not parse, when parse_failure=penalty"
     )
-    # score / PPO (method.md reference values)
+    # score / PPO (the paper's reference values)
     gamma: float = _f(0.9, "discount over env steps", lo=0, hi=1)
     gae_lambda: float = _f(0.95, "GAE lambda", lo=0, hi=1)
     cot_lambda: float = _f(

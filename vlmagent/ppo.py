@@ -1,21 +1,31 @@
-"""PPO math: GAE over env steps and the clipped losses. Pure functions over tensors (CleanRL's names).
+"""The whole PPO algorithm as pure functions over tensors (CleanRL's names), read top to bottom:
 
-One env step is one PPO action: its log-prob is the CoT-scaled sum over the response tokens
-(`vlmagent.policy.logprob.action_logprob`), so everything here is per step, not per token.
+1. `gae`: advantages and returns of one episode, from its rewards and the scorer's values.
+2. `normalize_advantages`: zero mean, unit std over an update's steps.
+3. `action_logprob`: one env step is one PPO action; its log-prob is the sum over the response's
+   tokens with the chain-of-thought tokens scaled by `cot_lambda` (Zhai et al. 2024).
+4. `policy_loss`, `value_loss`, the entropy bonus, and `ppo_loss`, the total that update minimises.
+5. `cosine_schedule`: the learning rate of update (per PPO update) and of sft (per step).
+
+Everything here is per env step, not per token; stages/update.py only feeds it batches.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
+from torch import Tensor
 
 
 def gae(
-    rewards: torch.Tensor,
-    values: torch.Tensor,
+    rewards: Tensor,
+    values: Tensor,
     terminated: bool,
     gamma: float,
     gae_lambda: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Advantages and returns of one whole episode (1-D tensors over its steps).
 
     A terminated episode has no future value. A truncated one is bootstrapped: the state after the
@@ -38,15 +48,71 @@ def gae(
     return advantages, advantages + values
 
 
-def normalize(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    if advantages.numel() < 2:
-        return advantages
-    return (advantages - advantages.mean()) / (advantages.std() + eps)
+def advantage_moments(advantages: Tensor) -> Tensor:
+    """(sum, sum of squares, count): what ranks add up to normalise over all of their steps."""
+    return torch.stack([advantages.sum(), (advantages**2).sum(), torch.tensor(float(advantages.numel()))])
+
+
+def normalize_advantages(advantages: Tensor, moments: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+    """(A - mean) / (std + eps): over `advantages`, or over the batch whose `advantage_moments` are given."""
+    if moments is None:
+        if advantages.numel() < 2:
+            return advantages
+        return (advantages - advantages.mean()) / (advantages.std() + eps)
+    mean = moments[0] / moments[2]
+    var = (moments[1] / moments[2] - mean**2) * moments[2] / (moments[2] - 1).clamp(min=1)  # unbiased
+    return (advantages - mean) / (var.clamp(min=0).sqrt() + eps)
+
+
+def _as_lengths(lengths: Sequence[int] | Tensor, device: torch.device | None) -> Tensor:
+    return torch.as_tensor(lengths, dtype=torch.long, device=device)
+
+
+def cot_weights(
+    lengths: Sequence[int] | Tensor,
+    action_start: Sequence[int] | Tensor,
+    cot_lambda: float,
+    device: torch.device | None = None,
+) -> Tensor:
+    """Per-token weights of a packed ragged batch: cot_lambda before each response's action start, 1 after."""
+    lens = _as_lengths(lengths, device)
+    starts = _as_lengths(action_start, device)
+    offsets = torch.cumsum(lens, 0) - lens
+    seq = torch.repeat_interleave(torch.arange(len(lens), device=lens.device), lens)
+    pos = torch.arange(int(lens.sum()), device=lens.device) - offsets[seq]
+    return torch.where(pos < starts[seq], cot_lambda, 1.0).float()
+
+
+def action_logprob(
+    token_logprobs: Tensor | Sequence[Tensor],
+    action_start: Sequence[int] | Tensor,
+    cot_lambda: float,
+    lengths: Sequence[int] | Tensor | None = None,
+) -> Tensor:
+    """log pi(a|s) = cot_lambda * sum(CoT token log-probs) + sum(action token log-probs), one per response.
+
+    token_logprobs: a list of per-response 1-D tensors, or one packed 1-D tensor with `lengths`.
+    action_start[i]: index of response i's first action token (0 = no CoT part: all tokens weigh 1;
+    a value >= the length means no action part was found and every token is CoT).
+    """
+    if not isinstance(token_logprobs, Tensor):
+        lengths = [len(t) for t in token_logprobs]
+        token_logprobs = torch.cat(list(token_logprobs)) if lengths else torch.zeros(0)
+    elif lengths is None:
+        raise ValueError("a packed token_logprobs tensor needs `lengths`")
+    lens = _as_lengths(lengths, token_logprobs.device)
+    if int(lens.sum()) != token_logprobs.shape[0]:
+        raise ValueError(f"lengths sum to {int(lens.sum())} but there are {token_logprobs.shape[0]} tokens")
+    w = cot_weights(lens, action_start, cot_lambda, device=token_logprobs.device)
+    seq = torch.repeat_interleave(torch.arange(len(lens), device=lens.device), lens)
+    dtype = torch.promote_types(token_logprobs.dtype, torch.float32)  # fp32, or fp64 for a reference
+    out = torch.zeros(len(lens), dtype=dtype, device=token_logprobs.device)
+    return out.index_add(0, seq, token_logprobs.to(dtype) * w.to(dtype))
 
 
 def policy_loss(
-    newlogprob: torch.Tensor, oldlogprob: torch.Tensor, advantages: torch.Tensor, clip_coef: float
-) -> tuple[torch.Tensor, dict[str, float]]:
+    newlogprob: Tensor, oldlogprob: Tensor, advantages: Tensor, clip_coef: float
+) -> tuple[Tensor, dict[str, float]]:
     """Clipped surrogate objective (to minimise) and the diagnostics that say whether PPO is healthy."""
     logratio = newlogprob - oldlogprob
     ratio = logratio.exp()
@@ -61,12 +127,12 @@ def policy_loss(
 
 
 def value_loss(
-    newvalue: torch.Tensor,
-    oldvalue: torch.Tensor,
-    returns: torch.Tensor,
+    newvalue: Tensor,
+    oldvalue: Tensor,
+    returns: Tensor,
     clip_coef: float,
     clip_vloss: bool = True,
-) -> torch.Tensor:
+) -> Tensor:
     """0.5 * squared error, optionally clipped around the value the scorer saw."""
     v_loss_unclipped = (newvalue - returns) ** 2
     if not clip_vloss:
@@ -76,6 +142,46 @@ def value_loss(
     return 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
 
 
-def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+def entropy_bonus(token_entropy: Tensor | None) -> Tensor:
+    """Mean entropy per response token (0 when not computed: ent_coef = 0 skips it)."""
+    return token_entropy.mean() if token_entropy is not None else torch.zeros(())
+
+
+def ppo_loss(
+    newlogprob: Tensor,
+    oldlogprob: Tensor,
+    advantages: Tensor,
+    newvalue: Tensor,
+    oldvalue: Tensor,
+    returns: Tensor,
+    token_entropy: Tensor | None,
+    *,
+    clip_coef: float,
+    clip_vloss: bool,
+    vf_coef: float,
+    ent_coef: float,
+) -> tuple[Tensor, dict[str, float]]:
+    """The loss one mini-batch minimises: policy loss + vf_coef * value loss - ent_coef * entropy.
+
+    Returns it with the per-mini-batch stats update reports (its terms, approx KL, clip fraction).
+    """
+    pg_loss, stats = policy_loss(newlogprob, oldlogprob, advantages, clip_coef)
+    v_loss = value_loss(newvalue, oldvalue, returns, clip_coef, clip_vloss)
+    entropy = entropy_bonus(token_entropy)
+    loss = pg_loss + vf_coef * v_loss - ent_coef * entropy
+    return loss, {"pg_loss": pg_loss.item(), "v_loss": v_loss.item(), "entropy": entropy.item(), **stats}
+
+
+def cosine_schedule(step: int, total: int, peak: float, floor: float, warmup: int = 0) -> float:
+    """Learning rate at `step` of `total`: linear warm-up to `peak` over `warmup` steps, then a half
+    cosine from `peak` down to `floor` at `total` (and `floor` after it)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = min(step - warmup, total - warmup) / max(total - warmup, 1)
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * t))
+
+
+def explained_variance(values: Tensor, returns: Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns): how much of the returns the value head predicts."""
     var_y = returns.var().item() if returns.numel() > 1 else 0.0
     return float("nan") if var_y == 0 else 1.0 - (returns - values).var().item() / var_y

@@ -3,7 +3,7 @@
 The response is a JSON-like object: with CoT the facts read from the image, "thoughts", then "action";
 without CoT only "action". The parser reads the text after the last "action" key; the part of the
 response from that key on is the action part (its tokens get full weight in the action log-prob, the
-CoT tokens before it are scaled by lambda; method.md).
+CoT tokens before it are scaled by cot_lambda; vlmagent/ppo.py).
 """
 
 import json

@@ -1,4 +1,4 @@
-"""The run directory layout (design.md): where each stage finds its inputs and writes its outputs."""
+"""The run directory layout: where each stage finds its inputs and writes its outputs."""
 
 from __future__ import annotations
 
@@ -57,4 +57,4 @@ def ensure_initial_checkpoint(cfg, run: Path) -> Path:
         source = str((base if base.exists() else init_model(base, seed=cfg.seed)).resolve())
     p = with_lora(load_policy(source), cfg)
     meta = {"step": 0, "parent": None, "source": source}
-    return save_checkpoint(dest, p.model, p.processor, p.value_head, meta)
+    return save_checkpoint(dest, p, meta)

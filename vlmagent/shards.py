@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 MANIFEST = "MANIFEST.json"
 SHARD_RE = re.compile(r"^part-(\d{5})\.parquet$")
 
-# One row per env step (design.md). Token ids are exactly what the model read and wrote.
+# One row per env step. Token ids are exactly what the model read and wrote.
 ROLLOUT_SCHEMA = pa.schema(
     [
         ("run", pa.string()),

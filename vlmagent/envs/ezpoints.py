@@ -3,7 +3,7 @@
 Points24 (points24.py) is the same game with four cards, target 24, more operators and a longer formula,
 so it subclasses this env and overrides the class constants and the deal.
 
-Rules (method.md): each step appends one token to the formula. A number is legal only if an unused
+Rules (the paper's): each step appends one token to the formula. A number is legal only if an unused
 card has that value (J/Q/K count 10, A counts 1); an illegal number gives -1 and is NOT written into
 the formula, but it still uses up one place of the formula's length budget (`length`), as in the
 reference (which appended a blank). So an illegal card costs -1 and a step of the limit, and the

@@ -1,5 +1,5 @@
 """The policy: any HF vision-language model + value head, checkpoints, the tiny offline model, and the
-fused log-prob. See load.py (loading, family adapters), forward.py (one forward pass over stored ids),
+fused log-prob (the CoT-scaled action log-prob is PPO's: vlmagent/ppo.py). See load.py (loading, family adapters), forward.py (one forward pass over stored ids),
 logprob.py, value.py, checkpoint.py, lora.py (optional, needs peft), tiny.py."""
 
 from vlmagent.policy.checkpoint import CheckpointError, check_checkpoint, save_checkpoint
@@ -13,7 +13,7 @@ from vlmagent.policy.load import (
     load_policy,
     model_inputs_for,
 )
-from vlmagent.policy.logprob import action_logprob, cot_weights, naive_token_logprobs, token_logprobs
+from vlmagent.policy.logprob import naive_token_logprobs, token_logprobs
 from vlmagent.policy.lora import apply_lora
 from vlmagent.policy.tiny import init_model
 from vlmagent.policy.value import ValueHead, load_value_head, save_value_head
@@ -25,11 +25,9 @@ __all__ = [
     "Policy",
     "PolicyHidden",
     "ValueHead",
-    "action_logprob",
     "apply_lora",
     "chat_text",
     "check_checkpoint",
-    "cot_weights",
     "encode_prompt",
     "evaluate_actions",
     "forward_hidden",

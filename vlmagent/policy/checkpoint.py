@@ -8,21 +8,23 @@ beside the target and renamed into place, so a reader never sees half a checkpoi
 update stage's optimizer.pt, ...) are written by callables inside the same temporary directory.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-from transformers.processing_utils import ProcessorMixin
+from vlmagent.policy.lora import ADAPTER_CONFIG, base_model_of, is_lora, unwrap
+from vlmagent.policy.value import VALUE_HEAD_FILE, save_value_head
 
-from vlmagent.policy.load import META_FILE, unwrap
-from vlmagent.policy.lora import ADAPTER_CONFIG, base_model_of, is_lora
-from vlmagent.policy.value import VALUE_HEAD_FILE, ValueHead, save_value_head
+if TYPE_CHECKING:  # a type only: load imports this module
+    from vlmagent.policy.load import Policy
 
 FORMAT_VERSION = 1
+META_FILE = "vlmagent.json"
 
 
 class CheckpointError(RuntimeError):
@@ -31,9 +33,7 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(
     dir: str | Path,
-    model: nn.Module,
-    processor: ProcessorMixin,
-    value_head: ValueHead,
+    policy: Policy,
     meta: dict[str, Any],
     extra_files: dict[str, Callable[[Path], None]] | None = None,
     overwrite: bool = False,
@@ -46,7 +46,7 @@ def save_checkpoint(
     An existing `dir` is an error unless overwrite=True. `state_dict`: the model's weights when the model
     itself holds only a shard of them (FSDP), gathered whole.
     """
-    dest = Path(dir)
+    dest, model = Path(dir), policy.model
     if dest.exists() and not overwrite:
         raise FileExistsError(f"{dest} exists (pass overwrite=True to replace it)")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -60,8 +60,8 @@ def save_checkpoint(
             meta = {**meta, "base_model": base_model_of(model)}
         else:
             unwrap(model).save_pretrained(tmp, state_dict=state_dict)
-        processor.save_pretrained(tmp)
-        save_value_head(value_head, tmp / VALUE_HEAD_FILE)
+        policy.processor.save_pretrained(tmp)
+        save_value_head(policy.value_head, tmp / VALUE_HEAD_FILE)
         for name, write in (extra_files or {}).items():
             write(tmp / name)
             if not (tmp / name).exists():

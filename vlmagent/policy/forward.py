@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 
 from vlmagent.policy.load import Policy
-from vlmagent.policy.logprob import action_logprob, token_logprobs
+from vlmagent.policy.logprob import token_logprobs
+from vlmagent.ppo import action_logprob
 
 
 @dataclass
@@ -76,7 +77,7 @@ def evaluate_actions(
     hidden: PolicyHidden,
     action_start: Sequence[int] | Tensor,
     temperature: float,
-    lambda_cot: float,
+    cot_lambda: float,
     with_entropy: bool = False,
 ) -> dict[str, Tensor]:
     """values [B], token log-probs [sum(lengths)], action log-probs [B] (and entropies) from one forward."""
@@ -87,7 +88,7 @@ def evaluate_actions(
     res = {
         "values": policy.value_head(hidden.prompt_last),
         "token_logprobs": logp,
-        "action_logprobs": action_logprob(logp, action_start, lambda_cot, lengths=hidden.lengths),
+        "action_logprobs": action_logprob(logp, action_start, cot_lambda, lengths=hidden.lengths),
     }
     if ent is not None:
         res["entropy"] = ent

@@ -29,9 +29,10 @@ from transformers import (
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
+from vlmagent.policy.checkpoint import META_FILE, check_checkpoint
+from vlmagent.policy.lora import load_lora_model, unwrap
 from vlmagent.policy.value import VALUE_HEAD_FILE, ValueHead, load_value_head
 
-META_FILE = "vlmagent.json"
 # what a processor returns for the text: the stored ids stand for them (and Family.extra_inputs)
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "labels")
 
@@ -92,11 +93,6 @@ class InternVLImageOnlyProcessor(InternVLProcessor):
         self, image_processor=None, tokenizer=None, image_seq_length=256, chat_template=None, **kwargs
     ):
         super().__init__(image_processor, tokenizer, None, image_seq_length, chat_template, **kwargs)
-
-
-def unwrap(model: nn.Module) -> PreTrainedModel:
-    """The HF model under a peft wrapper (LoRA layers stay injected in it), or the model itself."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 @dataclass(frozen=True)
@@ -244,8 +240,6 @@ def load_policy(
     value_head.safetensors) gets a fresh value head from `value_seed`. dtype: bf16 on GPU, fp32 on
     CPU unless given; the value head stays fp32.
     """
-    from vlmagent.policy.checkpoint import check_checkpoint  # (checkpoint imports this module)
-
     local = Path(path_or_hub_id)
     text = str(path_or_hub_id)
     if not local.exists() and (local.is_absolute() or text.startswith(".") or text.count("/") > 1):
@@ -257,8 +251,6 @@ def load_policy(
         meta = check_checkpoint(local)  # a value head without vlmagent.json is half a checkpoint
     dtype = dtype or default_dtype(device)
     if meta.get("base_model"):
-        from vlmagent.policy.lora import load_lora_model
-
         config = AutoConfig.from_pretrained(meta["base_model"])
         model = load_lora_model(local, meta["base_model"], dtype, device)
     else:

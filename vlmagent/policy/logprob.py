@@ -1,4 +1,4 @@
-"""Fused log-probabilities of response tokens, and the CoT-scaled action log-prob.
+"""Fused log-probabilities (and entropies) of response tokens.
 
 `token_logprobs(hidden, weight, targets, temperature)` gives log softmax(hidden @ weight.T / T)[target]
 for every response token without ever building a [tokens x vocab] tensor: the logits are made one tile
@@ -6,7 +6,7 @@ for every response token without ever building a [tokens x vocab] tensor: the lo
 log-sum-exp (running max and sum, as in flash attention), and dropped. Memory is O(tile), whatever the
 batch or vocab size.
 
-Why backward is cheap (the hint in issue 3): the upstream gradient of each token's log-prob is one
+Why backward is cheap: the upstream gradient of each token's log-prob is one
 scalar g_n, and d logp_n / d h_n = (W[y_n] - p_n @ W) / T does not depend on it. So when the LM head is
 frozen (the LoRA case) the forward pass accumulates p_n @ W online beside the log-sum-exp and saves that
 [tokens x hidden] gradient; backward is one multiply. That is two matmuls in all, as many as naive
@@ -16,12 +16,15 @@ log-sum-exp and forms both gradients (1 matmul forward + 3 backward, naive needs
 vocab in blocks too, so each block of the weight gradient is written by one matmul with the whole token
 chunk as its inner dimension, not read and rewritten once per token chunk.
 
+Entropy (`with_entropy`, for an entropy bonus) has a gradient too: with z the tempered logits and
+zbar = sum_v p_v z_v, dH/dz_v = -p_v (z_v - zbar). Its upstream gradient e_n joins g_n in the same
+recomputing backward, which then scales each tile by r = p (g + e (z - zbar)) instead of g p: one
+more tile-sized buffer, still no [tokens x vocab] tensor.
+
 Numerics: the logits matmul runs in the weight's dtype (bf16 stays bf16, as naive), everything after it
 (max, exp, sums, log-sum-exp, the accumulated p @ W) is fp32; the target's logit is taken in fp32 from
 the inputs. Log-probs and entropies come out fp32, gradients in the inputs' dtypes.
 """
-
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -37,6 +40,12 @@ class _Tiles:
         self.inv_t, self.low = inv_t, weight.dtype != torch.float32
         self.f32 = torch.empty(chunk * block, dtype=torch.float32, device=weight.device)
         self.lp = torch.empty(chunk * block, dtype=weight.dtype, device=weight.device) if self.low else None
+        self.f32_2: Tensor | None = None  # a second fp32 tile, only for the entropy gradient
+
+    def second(self, c: int, vb: int) -> Tensor:
+        if self.f32_2 is None:
+            self.f32_2 = torch.empty_like(self.f32)
+        return self.f32_2[: c * vb].view(c, vb)
 
     def scaled(self, h: Tensor) -> Tensor:
         # fp32: fold 1/T into the [chunk x hidden] operand instead of a pass over the tile
@@ -100,16 +109,18 @@ class _FusedLogprob(torch.autograd.Function):
             if dh is not None:
                 dh[s : s + chunk] = (weight[y].float() - acc / tot[:, None]).mul_(inv_t)
         ctx.inv_t, ctx.chunk, ctx.block, ctx.grad_w = inv_t, chunk, block, grad_w
-        ctx.save_for_backward(hidden, weight, targets, lse_all, dh)
+        # E_p[z] per token (lse - entropy), what the entropy's gradient needs
+        ctx.save_for_backward(hidden, weight, targets, lse_all, dh, None if ent is None else lse_all - ent)
         if ent is not None:
-            ctx.mark_non_differentiable(ent)
             return logp, ent
         return logp
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g_logp, *unused):
-        hidden, weight, targets, lse_all, dh = ctx.saved_tensors
+    def backward(ctx, g_logp, g_ent=None):
+        hidden, weight, targets, lse_all, dh, zbar_all = ctx.saved_tensors
+        if zbar_all is not None:
+            return _FusedLogprob.backward_with_entropy(ctx, g_logp, g_ent)
         inv_t, chunk, block = ctx.inv_t, ctx.chunk, ctx.block
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1] and ctx.grad_w
         f32, n, vocab = torch.float32, hidden.shape[0], weight.shape[0]
@@ -143,6 +154,42 @@ class _FusedLogprob(torch.autograd.Function):
                 grad_w.index_add_(0, y, hg)  # one-hot part: + gs h at each target's row
         return grad_h, grad_w, None, None, None, None, None, None, None
 
+    @staticmethod
+    def backward_with_entropy(ctx, g_logp, g_ent):
+        """The recomputing backward with the entropy's gradient: d loss / d z = g e_y - p (g + e (z - zbar))."""
+        hidden, weight, targets, lse_all, _, zbar_all = ctx.saved_tensors
+        inv_t, chunk, block = ctx.inv_t, ctx.chunk, ctx.block
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1] and ctx.grad_w
+        f32, n, vocab = torch.float32, hidden.shape[0], weight.shape[0]
+        if not (need_h or need_w):
+            return None, None, None, None, None, None, None, None, None
+        g = g_logp.float() if g_logp is not None else torch.zeros(n, dtype=f32, device=hidden.device)
+        e = g_ent.float() if g_ent is not None else torch.zeros(n, dtype=f32, device=hidden.device)
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros_like(weight) if need_w else None
+        tiles = _Tiles(min(chunk, max(n, 1)), min(block, vocab), weight, inv_t)
+        for s in range(0, n, chunk):
+            h, y = hidden[s : s + chunk], targets[s : s + chunk]
+            lse, zbar = lse_all[s : s + chunk, None], zbar_all[s : s + chunk, None]
+            gc, ec = g[s : s + chunk, None], e[s : s + chunk, None]
+            h_s = tiles.scaled(h)
+            h_t = (h.float() * inv_t).to(weight.dtype)  # d z / d W row = h / T
+            acc = torch.zeros(h.shape, dtype=f32, device=h.device) if need_h else None  # r @ W
+            for v in range(0, vocab, block):
+                w = weight[v : v + block]
+                z = tiles.logits(h_s, w)
+                p = torch.sub(z, lse, out=tiles.second(*z.shape)).exp_()
+                r = tiles.matmul_operand(z.sub_(zbar).mul_(ec).add_(gc).mul_(p))  # p (g + e (z - zbar))
+                if acc is not None:
+                    acc.addmm_(r, w) if r.dtype == f32 else acc.add_(r @ w)
+                if grad_w is not None:
+                    grad_w[v : v + block].addmm_(r.t(), h_t, alpha=-1)
+            if grad_h is not None:
+                grad_h[s : s + chunk] = ((weight[y].float() * gc - acc) * inv_t).to(hidden.dtype)
+            if grad_w is not None:
+                grad_w.index_add_(0, y, (h.float() * (gc * inv_t)).to(weight.dtype))  # one-hot part: g h / T
+        return grad_h, grad_w, None, None, None, None, None, None, None
+
 
 def token_logprobs(
     hidden: Tensor,
@@ -159,7 +206,7 @@ def token_logprobs(
     weight: [V, H] the LM head (no bias); targets: [N] token ids. Differentiable w.r.t. hidden and
     weight; a weight with requires_grad=False is the frozen-head mode (cheapest backward). Logits are
     made [chunk_size x vocab_block] at a time. with_entropy also returns each token's entropy of the
-    tempered distribution (fp32, no gradient: a diagnostic, not a loss term).
+    tempered distribution (fp32, differentiable: an entropy bonus reaches the weights).
     """
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError(
@@ -173,7 +220,8 @@ def token_logprobs(
         raise ValueError(f"chunk_size and vocab_block must be >= 1, got {chunk_size}, {vocab_block}")
     grad_on = torch.is_grad_enabled()
     grad_w = grad_on and weight.requires_grad
-    grad_h_now = grad_on and hidden.requires_grad and not grad_w
+    # the frozen head's forward-time gradient covers the log-prob only; entropy takes the recomputing backward
+    grad_h_now = grad_on and hidden.requires_grad and not grad_w and not with_entropy
     if weight.dtype != hidden.dtype:
         hidden = hidden.to(weight.dtype)
     return _FusedLogprob.apply(
@@ -195,46 +243,3 @@ def naive_token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temper
     logits = logits.float() if logits.element_size() < 4 else logits  # bf16/fp16 -> fp32; fp64 stays
     logits = logits / temperature
     return torch.log_softmax(logits, dim=-1).gather(1, targets.long()[:, None]).squeeze(1)
-
-
-def _as_lengths(lengths: Sequence[int] | Tensor, device: torch.device) -> Tensor:
-    return torch.as_tensor(lengths, dtype=torch.long, device=device)
-
-
-def cot_weights(
-    lengths: Sequence[int] | Tensor, action_start: Sequence[int] | Tensor, lambda_cot: float, device=None
-) -> Tensor:
-    """Per-token weights of a packed ragged batch: lambda before each response's action start, 1 after."""
-    lens = _as_lengths(lengths, device)
-    starts = _as_lengths(action_start, device)
-    offsets = torch.cumsum(lens, 0) - lens
-    seq = torch.repeat_interleave(torch.arange(len(lens), device=lens.device), lens)
-    pos = torch.arange(int(lens.sum()), device=lens.device) - offsets[seq]
-    return torch.where(pos < starts[seq], lambda_cot, 1.0).float()
-
-
-def action_logprob(
-    token_logprobs: Tensor | Sequence[Tensor],
-    action_start: Sequence[int] | Tensor,
-    lambda_cot: float,
-    lengths: Sequence[int] | Tensor | None = None,
-) -> Tensor:
-    """log pi(a|s) = lambda * sum(CoT token log-probs) + sum(action token log-probs), one per response.
-
-    token_logprobs: a list of per-response 1-D tensors, or one packed 1-D tensor with `lengths`.
-    action_start[i]: index of response i's first action token (0 = no CoT part: all tokens weigh 1;
-    a value >= the length means no action part was found and every token is CoT).
-    """
-    if not isinstance(token_logprobs, Tensor):
-        lengths = [len(t) for t in token_logprobs]
-        token_logprobs = torch.cat(list(token_logprobs)) if lengths else torch.zeros(0)
-    elif lengths is None:
-        raise ValueError("a packed token_logprobs tensor needs `lengths`")
-    lens = _as_lengths(lengths, token_logprobs.device)
-    if int(lens.sum()) != token_logprobs.shape[0]:
-        raise ValueError(f"lengths sum to {int(lens.sum())} but there are {token_logprobs.shape[0]} tokens")
-    w = cot_weights(lens, action_start, lambda_cot, device=token_logprobs.device)
-    seq = torch.repeat_interleave(torch.arange(len(lens), device=lens.device), lens)
-    dtype = torch.promote_types(token_logprobs.dtype, torch.float32)  # fp32, or fp64 for a reference
-    out = torch.zeros(len(lens), dtype=dtype, device=token_logprobs.device)
-    return out.index_add(0, seq, token_logprobs.to(dtype) * w.to(dtype))

@@ -6,12 +6,18 @@ weights when they are trained) and names its base model in vlmagent.json (`base_
 loads the base and puts the adapter back on it.
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import nn
 
-from vlmagent.policy.load import Policy
+if TYPE_CHECKING:  # a type only: load imports this module
+    from transformers import PreTrainedModel
+
+    from vlmagent.policy.load import Policy
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ADAPTER_CONFIG = "adapter_config.json"
@@ -27,6 +33,11 @@ def _peft():
 
 def is_lora(model: nn.Module) -> bool:
     return hasattr(model, "peft_config")
+
+
+def unwrap(model: nn.Module) -> PreTrainedModel:
+    """The HF model under a peft wrapper (LoRA layers stay injected in it), or the model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def apply_lora(

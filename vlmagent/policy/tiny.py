@@ -61,9 +61,11 @@ from vlmagent.policy.checkpoint import save_checkpoint
 from vlmagent.policy.load import (
     InternVLImageOnlyProcessor,
     LlavaOnevisionImageOnlyProcessor,
+    Policy,
     Qwen2VLImageOnlyProcessor,
     Qwen3VLImageOnlyProcessor,
     SmolVLMImageOnlyProcessor,
+    family_for,
 )
 from vlmagent.policy.value import ValueHead
 
@@ -208,7 +210,9 @@ def init_model(
         "image_size": image_size,
         "patch_size": patch_size,
     }
-    return save_checkpoint(Path(out), model, processor, value_head, meta)
+    return save_checkpoint(
+        Path(out), Policy(model, processor, value_head, family_for(model.config.model_type)), meta
+    )
 
 
 # Qwen2-VL ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -33,6 +33,11 @@ class Generation:
 
 
 class Backend(Protocol):
+    @property
+    def processor(self) -> Any:
+        """The model's HF processor: collect builds the chat prompts and token offsets with it."""
+        ...
+
     def generate(
         self, requests: list[Request], temperature: float, max_new_tokens: int, seed: int
     ) -> list[Generation]: ...

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from vlmagent.policy.load import Policy, unwrap
+from vlmagent.policy.load import Policy
+from vlmagent.policy.lora import unwrap
 from vlmagent.rollout import Generation, Request
 
 
@@ -50,6 +53,10 @@ class HFBackend:
     def __init__(self, policy: Policy, batch_size: int = 64):
         self.policy = policy
         self.batch_size = batch_size
+
+    @property
+    def processor(self) -> Any:
+        return self.policy.processor
 
     def close(self) -> None:
         """Let go of the model: whoever still holds this backend (an actor's closure) no longer keeps its

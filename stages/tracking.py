@@ -23,6 +23,7 @@ from PIL import Image
 
 from vlmagent.rundir import rollouts_dir, update_json
 from vlmagent.shards import atomic_write, read_stage
+from vlmagent.stages.report import gather
 
 SAMPLES = 2  # episodes per iteration whose first step is logged as an image and a text
 TB_DIR = "tensorboard"
@@ -70,8 +71,6 @@ def check_installed(tracker: str) -> None:
 
 def log_new(run: Path, tracker: str, name: str = "") -> int:
     """Log every record of the run the tracker has not got yet; the number logged now."""
-    from vlmagent.report import gather
-
     if not tracker:
         return 0
     run = Path(run)

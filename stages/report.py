@@ -43,7 +43,7 @@ def _indices(root: Path) -> set[int]:
 
 def gather(run: Path) -> list[dict[str, Any]]:
     """One dict per iteration that has training episodes, an update or an eval."""
-    from stages.eval import SUMMARY, summarize
+    from vlmagent.stages.eval import SUMMARY, summarize
 
     run = Path(run)
     rows = []
