@@ -195,14 +195,29 @@ def test_ent_coef_bonus_reaches_the_weights(scored, tiny_model_dir, tmp_path):
 
 
 def test_nan_loss_stops_without_a_checkpoint(scored, tiny_model_dir, tmp_path):
+    """A NaN in the scored rows is named where it is read; a NaN the model itself makes (here a weight)
+    stops the update at its loss. Neither leaves a checkpoint or a temp dir behind."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from vlmagent.shards import to_table, write_manifest, write_shard
+
     cfg, out, _ = scored
     df = read_stage(out, SCORED_SCHEMA).with_columns(pl.lit(float("nan"), dtype=pl.Float32).alias("return"))
     bad = tmp_path / "bad"
-    from vlmagent.shards import to_table, write_manifest, write_shard
-
     write_manifest(bad, [write_shard(to_table(df.to_dicts(), SCORED_SCHEMA), shard_path(bad, 0))])
-    with pytest.raises(update.UpdateError, match="non-finite"):
+    with pytest.raises(
+        ShardError, match=r"part-00000\.parquet: column 'return' row 0 is not a finite number"
+    ):
         update.run(cfg, bad, tiny_model_dir, tmp_path / "ckpt1")
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.fill_(float("nan"))
+    model.save_pretrained(tmp_path / "nan_model")
+    AutoProcessor.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "nan_model")
+    with pytest.raises(update.UpdateError, match="non-finite"):
+        update.run(cfg, out, str(tmp_path / "nan_model"), tmp_path / "ckpt1")
     assert not (tmp_path / "ckpt1").exists()
     assert not any(p.name.startswith(".ckpt1") for p in tmp_path.iterdir())
 
