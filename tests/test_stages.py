@@ -512,8 +512,9 @@ def test_loop_evals_after_every_eval_every_th_update(tiny_model_dir, tmp_path):
     )  # fmt: skip
     lines: list[str] = []
     loop.run(cfg, tmp_path / "run", iterations=2, echo=lines.append)
-    assert sorted(p.name for p in (tmp_path / "run" / "eval").iterdir()) == ["000001", "000002"]
+    # eval/000000: the start, the "before" of the learning curve
+    assert sorted(p.name for p in (tmp_path / "run" / "eval").iterdir()) == ["000000", "000001", "000002"]
     assert sorted(p.name for p in (tmp_path / "run" / "ckpt").iterdir()) == ["000000", "000001", "000002"]
-    assert [line.split(":")[0] for line in lines] == ["initial policy", "iteration 0", "iteration 1"]
+    assert [line.split(":")[0] for line in lines] == ["initial policy", "start", "iteration 0", "iteration 1"]
     loop.run(cfg, tmp_path / "run", iterations=2, echo=lines.append)  # a rerun: nothing left to do
-    assert len(lines) == 3
+    assert [line.split(":")[0] for line in lines[4:]] == ["start"]  # the start's summary, read back
