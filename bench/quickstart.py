@@ -26,6 +26,8 @@ import time
 import tomllib
 from pathlib import Path
 
+from learn import git  # bench/learn.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "data" / "quickstart"
 CHECKPOINT = QUICKSTART / "numberline-sft"
@@ -39,10 +41,6 @@ VLMAGENT = [sys.executable, "-m", "vlmagent.cli"]
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def check_eval(policy: Path, out: Path) -> dict:

@@ -10,6 +10,29 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
+# a run.toml at toy scale (NumberLine, 64 px images, a few episodes, a few tokens): tests that run
+# the CLI over a run directory add their own lines (policy, tracker, ...)
+TOY_RUN_TOML = """env = "numberline"
+image_size = 64
+episodes = 4
+episodes_per_shard = 2
+num_envs = 2
+max_new_tokens = 16
+temperature = 1.0
+update_epochs = 1
+minibatch_size = 4
+grad_accum = 1
+learning_rate = 1e-3
+max_grad_norm = 1.0
+eval_episodes = 4
+demo_random_frac = 0.25
+sft_steps = 3
+sft_batch_size = 4
+sft_save_every = 2
+sft_warmup = 1
+train_vision = false
+"""
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import TOY_RUN_TOML as RUN_TOML
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -18,27 +19,6 @@ from vlmagent.envs import make_env
 from vlmagent.policy.load import encode_prompt, load_policy, model_inputs_for
 from vlmagent.shards import ROLLOUT_SCHEMA, SCORED_SCHEMA, ShardError, read_stage
 from vlmagent.stages import collect, demos, sft
-
-RUN_TOML = """env = "numberline"
-image_size = 64
-episodes = 4
-episodes_per_shard = 2
-num_envs = 2
-max_new_tokens = 16
-temperature = 1.0
-update_epochs = 1
-minibatch_size = 4
-grad_accum = 1
-learning_rate = 1e-3
-max_grad_norm = 1.0
-eval_episodes = 4
-demo_random_frac = 0.25
-sft_steps = 3
-sft_batch_size = 4
-sft_save_every = 2
-sft_warmup = 1
-train_vision = false
-"""
 
 
 def cfg_for_test(**over) -> Config:

@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+from conftest import TOY_RUN_TOML
 from typer.testing import CliRunner
 
 from vlmagent.cli import app
@@ -13,22 +14,6 @@ from vlmagent.cli import app
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "data" / "quickstart"
 PROVENANCE = json.loads((QUICKSTART / "provenance.json").read_text())
-TOY_RUN_TOML = """env = "numberline"
-policy = "model"
-image_size = 64
-episodes = 4
-episodes_per_shard = 2
-num_envs = 2
-max_new_tokens = 16
-temperature = 1.0
-update_epochs = 1
-minibatch_size = 4
-grad_accum = 1
-learning_rate = 1e-3
-max_grad_norm = 1.0
-eval_episodes = 4
-train_vision = false
-"""
 
 
 def invoke(*args) -> tuple[int, str]:
@@ -70,7 +55,7 @@ def test_loop_from_a_config_file_ends_with_before_and_after(tmp_path, tiny_model
     template = tmp_path / "template"
     template.mkdir()
     shutil.copytree(tiny_model_dir, template / "model")
-    (template / "run.toml").write_text(TOY_RUN_TOML)
+    (template / "run.toml").write_text(TOY_RUN_TOML + 'policy = "model"\n')
     run = tmp_path / "run"
     code, output = invoke("loop", "--run", run, "--config", template / "run.toml", "--iterations", 1)
     assert code == 0, output
@@ -93,7 +78,9 @@ def test_loop_from_a_config_file_ends_with_before_and_after(tmp_path, tiny_model
     assert code == 0 and "before -> after RL" in output
     assert (run / "ckpt" / "000001" / "vlmagent.json").stat().st_mtime_ns == mtime  # nothing redone
 
-    (template / "run.toml").write_text(TOY_RUN_TOML.replace("eval_episodes = 4", "eval_episodes = 6"))
+    (template / "run.toml").write_text(
+        TOY_RUN_TOML.replace("eval_episodes = 4", "eval_episodes = 6") + 'policy = "model"\n'
+    )
     code, output = invoke("loop", "--run", run, "--config", template / "run.toml", "--iterations", 1)
     assert code == 2 and "eval_episodes = 6" in output and "has 4" in output, output
     code, output = invoke("loop", "--run", tmp_path / "other", "--config", tmp_path / "missing.toml")

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import TOY_RUN_TOML
 from typer.testing import CliRunner
 
 from vlmagent.cli import app
@@ -10,19 +11,7 @@ from vlmagent.cli import app
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-RUN_TOML = """env = "numberline"
-image_size = 64
-episodes = 4
-episodes_per_shard = 2
-num_envs = 2
-max_new_tokens = 16
-temperature = 1.0
-update_epochs = 1
-minibatch_size = 4
-grad_accum = 1
-eval_episodes = 4
-tracker = "tensorboard"
-"""
+RUN_TOML = TOY_RUN_TOML + 'tracker = "tensorboard"\n'
 
 
 def invoke(*args) -> str:
@@ -67,9 +56,7 @@ def test_loop_logs_every_record_once_to_tensorboard(tmp_path, tiny_model_dir):
 def test_report_logs_a_run_made_without_a_tracker(tmp_path, tiny_model_dir):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "run.toml").write_text(
-        RUN_TOML.replace('tracker = "tensorboard"\n', "") + f'policy = "{tiny_model_dir}"\n'
-    )
+    (run / "run.toml").write_text(TOY_RUN_TOML + f'policy = "{tiny_model_dir}"\n')
     invoke("loop", "--run", run, "--iterations", 1)
     assert not (run / "tensorboard").exists()
     out = invoke("report", run, "--tracker", "tensorboard")
