@@ -4,7 +4,9 @@ The schedule position (how many updates came before) and Adam's state travel in 
 the cosine schedule and the optimizer continue across iterations and across processes. A killed
 update leaves no checkpoint behind; rerun, it starts again from the parent and gives the same result.
 
-Under torchrun every rank takes every world-th step. A full fine-tune is sharded with FSDP2
+Under torchrun the batch sizes stay global: every rank draws the same order of all the steps and takes
+every world-th step of each mini-batch, so `minibatch_size` and `grad_accum` mean the same on any number
+of ranks and the world size changes speed, not the update. A full fine-tune is sharded with FSDP2
 (`fully_shard`): each of the model's no-split blocks (decoder and vision layers) and the rest of the
 backbone; the LM head, which the fused log-prob reads whole, and the value head stay replicated with
 their gradients averaged. LoRA (small adapters on a frozen base) replicates the model and averages the
@@ -33,7 +35,6 @@ from vlmagent.policy.forward import evaluate_actions, forward_hidden
 from vlmagent.policy.load import Policy, default_device, load_policy, model_inputs_for
 from vlmagent.policy.lora import is_lora, unwrap
 from vlmagent.ppo import (
-    advantage_moments,
     cosine_schedule,
     explained_variance,
     normalize_advantages,
@@ -43,6 +44,9 @@ from vlmagent.shards import SCORED_SCHEMA, atomic_write, read_stage
 
 OPTIMIZER_FILE = "optimizer.pt"
 REPORT_FILE = "update.json"
+
+
+STAT_KEYS = ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")
 
 
 class UpdateError(RuntimeError):
@@ -105,13 +109,14 @@ def init_distributed() -> None:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def global_normalize(advantages: torch.Tensor) -> torch.Tensor:
-    """Advantage normalisation over every rank's steps, not just this rank's slice."""
-    if world()[1] == 1:
-        return normalize_advantages(advantages)
-    moments = advantage_moments(advantages)
-    dist.all_reduce(moments)
-    return normalize_advantages(advantages, moments)
+def check_world_size(cfg: Config) -> None:
+    """The global mini-batch splits evenly over the ranks (equal work between their collectives)."""
+    n_ranks = world()[1]
+    if cfg.minibatch_size % n_ranks:
+        raise ValueError(
+            f"minibatch_size = {cfg.minibatch_size} does not divide by the {n_ranks} torchrun ranks"
+            f" (the mini-batch is global; each rank takes 1/{n_ranks} of it): use a multiple of {n_ranks}"
+        )
 
 
 def shard_model(policy: Policy) -> bool:
@@ -167,12 +172,18 @@ def clip_gradients(params: list[torch.nn.Parameter], max_norm: float) -> float:
     return total
 
 
-def mean_over_ranks(value: float) -> float:
+def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    if world()[1] > 1:
+        dist.all_reduce(t)
+    return t
+
+
+def minibatch_stats(st: dict[str, float], n_rank: int, n_batch: int) -> dict[str, float]:
+    """The mini-batch's stats over all ranks' rows: each rank's means weighted by its share of the rows."""
     if world()[1] == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t[0]) / world()[1]
+        return st
+    t = sum_over_ranks(torch.tensor([st[k] * n_rank for k in STAT_KEYS], dtype=torch.float64))
+    return dict(zip(STAT_KEYS, (t / n_batch).tolist(), strict=True))
 
 
 def training_state(policy: Policy) -> torch.nn.Module:
@@ -220,7 +231,7 @@ class Targets:
 def targets_of(df: pl.DataFrame, cfg: Config, device: torch.device) -> Targets:
     advantages = torch.tensor(df["advantage"].to_list(), dtype=torch.float32)
     if cfg.norm_adv:
-        advantages = global_normalize(advantages)  # once per update, over all its steps
+        advantages = normalize_advantages(advantages)  # once per update, over all its steps
     column = lambda name: torch.tensor(df[name].to_list(), dtype=torch.float32, device=device)  # noqa: E731
     return Targets(advantages.to(device), column("old_logprob"), column("value"), column("return"))
 
@@ -269,18 +280,17 @@ def ppo_epochs(
 ) -> dict:
     """The PPO update proper: epochs of shuffled mini-batches, gradient accumulation, clipping.
 
-    Under torchrun each rank gets every world-th step; all ranks run the same number of mini-batches
-    (a short rank runs empty ones) and average gradients before each optimizer step.
+    Under torchrun every rank draws the same permutation and takes every world-th step of each
+    mini-batch; its loss is weighted by its share of the mini-batch, so the gradients the ranks average
+    are the one-process gradient. A rank whose share is empty (a short last mini-batch) runs an empty pass.
     """
     rank, n_ranks = world()
-    total, pad = df.height, df[:1]
-    df = df[rank::n_ranks]
     n = df.height
     targets = targets_of(df, cfg, policy.device)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    gen = torch.Generator().manual_seed(seed + rank)
-    n_mb = math.ceil(math.ceil(total / n_ranks) / cfg.minibatch_size)
-    stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
+    gen = torch.Generator().manual_seed(seed)  # the same order on every rank
+    n_mb = math.ceil(n / cfg.minibatch_size)
+    stats: dict[str, list[float]] = {k: [] for k in STAT_KEYS}
     grad_norms: list[float] = []
     new_values = torch.zeros(n)
     tokens, t0 = 0, time.perf_counter()
@@ -291,34 +301,38 @@ def ppo_epochs(
             perm = torch.randperm(n, generator=gen)
             epoch_kl = []
             for m in range(n_mb):
-                idx = perm[m * cfg.minibatch_size : (m + 1) * cfg.minibatch_size]
+                batch = perm[m * cfg.minibatch_size : (m + 1) * cfg.minibatch_size]
+                idx = batch[rank::n_ranks]
                 group_start = (m // cfg.grad_accum) * cfg.grad_accum
                 step_now = (m + 1) % cfg.grad_accum == 0 or m == n_mb - 1
                 if len(idx) == 0:
-                    zero_weight_backward(policy, pad, cfg)
-                    if step_now:
-                        grad_norms.append(optimizer_step(policy, params, optimizer, cfg, epoch))
-                    continue
-                b = df[idx.tolist()]
-                # mean over the accumulation group, whose last one may be short
-                scale = min(cfg.grad_accum, n_mb - group_start)
-                out, st = minibatch_backward(
-                    policy, b, idx, targets, cfg, scale, where=f"epoch {epoch}, mini-batch {m}"
-                )
+                    zero_weight_backward(policy, df[:1], cfg)
+                    st = dict.fromkeys(STAT_KEYS, 0.0)
+                else:
+                    b = df[idx.tolist()]
+                    # the mean over the accumulation group (whose last one may be short) of the mean over
+                    # the mini-batch, of which this rank holds len(idx) / len(batch)
+                    scale = min(cfg.grad_accum, n_mb - group_start) * (len(batch) / (len(idx) * n_ranks))
+                    out, st = minibatch_backward(
+                        policy, b, idx, targets, cfg, scale, where=f"epoch {epoch}, mini-batch {m}"
+                    )
+                    if epoch == 0:
+                        new_values[idx] = out["values"].detach().float().cpu()
+                    tokens += sum(len(r) for r in b["response_token_ids"].to_list())
                 if step_now:
                     grad_norms.append(optimizer_step(policy, params, optimizer, cfg, epoch))
-                if epoch == 0:
-                    new_values[idx] = out["values"].detach().float().cpu()
+                st = minibatch_stats(st, len(idx), len(batch))
                 for k in stats:
                     stats[k].append(st[k])
                 epoch_kl.append(st["approx_kl"])
-                tokens += sum(len(r) for r in b["response_token_ids"].to_list())
                 progress.advance(task)
-            # every rank stops at the same epoch: a rank that went on would wait for the others forever
-            if cfg.target_kl > 0 and mean_over_ranks(sum(epoch_kl) / max(len(epoch_kl), 1)) > cfg.target_kl:
+            # the same on every rank (global stats): all stop at the same epoch, none waits forever
+            if cfg.target_kl > 0 and sum(epoch_kl) / max(len(epoch_kl), 1) > cfg.target_kl:
                 break
     policy.model.eval()
     dt = time.perf_counter() - t0
+    sum_over_ranks(new_values)  # each step's value came from the one rank that held it
+    tokens = int(sum_over_ranks(torch.tensor([tokens], dtype=torch.float64)).item())
     return {
         **{k: sum(v) / max(len(v), 1) for k, v in stats.items()},
         "epochs": epoch + 1,
@@ -341,6 +355,7 @@ def run(
     out = Path(out)
     if not (out / META_FILE).exists():
         init_distributed()
+        check_world_size(cfg)
         _update(cfg, scored, policy_path, out)
         if world()[1] > 1:
             dist.barrier()  # no rank returns before rank 0's checkpoint is in place

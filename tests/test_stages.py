@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from vlmagent.cli import app
-from vlmagent.config import Config
+from vlmagent.config import Config, load_config
 from vlmagent.policy.load import load_policy
 from vlmagent.rollout.hf import HFBackend
 from vlmagent.shards import ROLLOUT_SCHEMA, SCORED_SCHEMA, ShardError, read_stage, shard_path
@@ -334,37 +334,47 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     assert res.exit_code == 2 and "--shards" in res.output
 
 
+def _torchrun_update(
+    run: Path, scored: Path, policy: Path, out: Path, nproc: int
+) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", "29517",
+        "-m", "--", "vlmagent", "update", "--run", str(run), "--scored", str(scored),
+        "--policy", str(policy), "--out", str(out),
+    ]  # fmt: skip
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
 def test_torchrun_two_ranks_equal_one_process(scored, tiny_model_dir, tmp_path):
-    """FSDP over 2 gloo ranks gives the single-process update (same rows, one step), and its whole
-    checkpoint and optimizer state are the single process's too."""
+    """The same run.toml (the default batch settings: minibatch_size and grad_accum are global) gives the
+    single-process update on 2 FSDP gloo ranks: several optimizer steps over epochs, a short last
+    mini-batch one rank has no share of, and the whole checkpoint and optimizer state."""
     from vlmagent.shards import to_table, write_manifest, write_shard
 
     cfg, out, _ = scored
     df = read_stage(out, SCORED_SCHEMA)
-    df = df[: df.height // 2 * 2]
-    even = tmp_path / "scored"
-    write_manifest(even, [write_shard(to_table(df.to_dicts(), SCORED_SCHEMA), shard_path(even, 0))])
-    half = df.height // 2
-    # a huge Adam eps makes the step proportional to the gradient: averaging errors show, float noise doesn't
-    common = {
-        "update_epochs": 1,
-        "minibatch_size": half,
-        "learning_rate": 1.0,
-        "adam_eps": 1.0,
-        "max_grad_norm": 1e9,
-    }
-    single = update.run(small_cfg(grad_accum=2, **common), even, tiny_model_dir, tmp_path / "single")
-    assert single["optimizer_steps"] == 1
+    mb, accum = Config().minibatch_size, Config().grad_accum
+    # 1.5 optimizer steps' worth and one more (rows repeat: the update reads each as its own step), so
+    # the last accumulation group is short and the last mini-batch holds one step, which rank 1 lacks
+    n = mb * accum * 3 // 2 + 1
+    rows = pl.concat([df] * (n // df.height + 1))[:n]
+    odd = tmp_path / "scored"
+    write_manifest(odd, [write_shard(to_table(rows.to_dicts(), SCORED_SCHEMA), shard_path(odd, 0))])
     run = tmp_path / "run"
     run.mkdir()
-    toml = "".join(f"{k} = {v}\n" for k, v in {**common, "grad_accum": 1, "image_size": 64}.items())
-    (run / "run.toml").write_text(toml + 'env = "blackjack"\ntemperature = 1.0\n')
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-        "-m", "--", "vlmagent", "update", "--run", str(run), "--scored", str(even),
-        "--policy", str(tiny_model_dir), "--out", str(tmp_path / "ddp"),
-    ]  # fmt: skip
-    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    # a huge Adam eps makes the step proportional to the gradient: averaging errors show, float noise doesn't
+    settings = {
+        "learning_rate": 0.1,
+        "adam_eps": 1.0,
+        "max_grad_norm": 1e9,
+        "image_size": 64,
+        "update_epochs": 2,
+    }
+    toml = "".join(f"{k} = {v}\n" for k, v in settings.items()) + 'env = "blackjack"\ntemperature = 1.0\n'
+    (run / "run.toml").write_text(toml)
+    single = update.run(load_config(run / "run.toml"), odd, tiny_model_dir, tmp_path / "single")
+    assert single["optimizer_steps"] == 4  # 2 per epoch
+    res = _torchrun_update(run, odd, tiny_model_dir, tmp_path / "ddp", nproc=2)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     a, b, parent = (
         load_policy(p).model.state_dict() for p in (tmp_path / "single", tmp_path / "ddp", tiny_model_dir)
@@ -376,15 +386,31 @@ def test_torchrun_two_ranks_equal_one_process(scored, tiny_model_dir, tmp_path):
     stats = json.loads((tmp_path / "ddp" / "update.json").read_text())
     assert (stats["ranks"], stats["sharding"]) == (2, "fsdp")
     assert single["sharding"] == "replicated"
+    for key in ("steps", "optimizer_steps", "epochs"):
+        assert stats[key] == single[key], key
+    for key in ("pg_loss", "v_loss", "approx_kl", "explained_variance"):
+        assert stats[key] == pytest.approx(single[key], rel=1e-3, abs=1e-6), key
     # Adam's moments were saved whole, under the same names: the next update of either resumes them
     opt_a, opt_b = (torch.load(tmp_path / p / "optimizer.pt", weights_only=True) for p in ("single", "ddp"))
     assert opt_a["state"].keys() == opt_b["state"].keys()
     for name, moments in opt_a["state"].items():
         torch.testing.assert_close(moments["exp_avg"], opt_b["state"][name]["exp_avg"], rtol=1e-3, atol=1e-6)
-    again = update.run(small_cfg(**common), even, tmp_path / "ddp", tmp_path / "next")
+    again = update.run(small_cfg(update_epochs=1, grad_accum=1000), odd, tmp_path / "ddp", tmp_path / "next")
     assert again["update_index"] == 1 and again["optimizer_steps"] == 1
     resumed = torch.load(tmp_path / "next" / "optimizer.pt", weights_only=True)["state"]
-    assert {float(resumed[name]["step"]) for name in opt_b["state"]} == {2.0}  # Adam went on from there
+    steps = {float(resumed[name]["step"]) for name in opt_b["state"]}
+    assert steps == {single["optimizer_steps"] + 1.0}  # Adam went on from there
+
+
+def test_torchrun_needs_a_mini_batch_that_splits_over_the_ranks(scored, tiny_model_dir, tmp_path):
+    _, out, _ = scored
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.toml").write_text('env = "blackjack"\nminibatch_size = 3\n')
+    res = _torchrun_update(run, out, tiny_model_dir, tmp_path / "ddp", nproc=2)
+    assert res.returncode != 0
+    assert "minibatch_size = 3 does not divide by the 2 torchrun ranks" in res.stderr
+    assert not (tmp_path / "ddp").exists()
 
 
 def test_alfworld_runs_through_every_stage(policy, tiny_model_dir, tmp_path):

@@ -73,7 +73,7 @@ class Config:
     ent_coef: float = _f(0.0, "entropy bonus coefficient (the paper uses none)", lo=0)
     norm_adv: bool = _f(True, "normalise advantages over each update's batch")
     update_epochs: int = _f(4, "PPO epochs over each iteration's steps", lo=1)
-    minibatch_size: int = _f(4, "steps per forward/backward pass", lo=1)
+    minibatch_size: int = _f(4, "steps per mini-batch, over all torchrun ranks (each takes 1/N)", lo=1)
     grad_accum: int = _f(4, "mini-batches per optimizer step (the paper: 1 x 128)", lo=1)
     learning_rate: float = _f(1e-5, "peak Adam learning rate", lo=0)
     min_learning_rate: float = _f(1e-9, "cosine schedule floor", lo=0)

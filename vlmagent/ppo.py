@@ -48,20 +48,11 @@ def gae(
     return advantages, advantages + values
 
 
-def advantage_moments(advantages: Tensor) -> Tensor:
-    """(sum, sum of squares, count): what ranks add up to normalise over all of their steps."""
-    return torch.stack([advantages.sum(), (advantages**2).sum(), torch.tensor(float(advantages.numel()))])
-
-
-def normalize_advantages(advantages: Tensor, moments: Tensor | None = None, eps: float = 1e-8) -> Tensor:
-    """(A - mean) / (std + eps): over `advantages`, or over the batch whose `advantage_moments` are given."""
-    if moments is None:
-        if advantages.numel() < 2:
-            return advantages
-        return (advantages - advantages.mean()) / (advantages.std() + eps)
-    mean = moments[0] / moments[2]
-    var = (moments[1] / moments[2] - mean**2) * moments[2] / (moments[2] - 1).clamp(min=1)  # unbiased
-    return (advantages - mean) / (var.clamp(min=0).sqrt() + eps)
+def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:
+    """(A - mean) / (std + eps) over an update's steps (every rank holds all of them)."""
+    if advantages.numel() < 2:
+        return advantages
+    return (advantages - advantages.mean()) / (advantages.std() + eps)
 
 
 def _as_lengths(lengths: Sequence[int] | Tensor, device: torch.device | None) -> Tensor:
