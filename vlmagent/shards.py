@@ -30,7 +30,10 @@ MANIFEST = "MANIFEST.json"
 INPUTS = "INPUTS.json"
 CHECKPOINT_META = "vlmagent.json"  # a checkpoint's record (vlmagent.policy.checkpoint.META_FILE)
 SHARD_RE = re.compile(r"^part-(\d{5})\.parquet$")
-TEMP_RE = re.compile(r"^\..+\.(?:tmp|old)-(\d+)$")  # atomic_write's, write_shard's and save_checkpoint's
+# the temp names a stage writes in its dir (write_shard's, atomic_write's); save_checkpoint's lie beside it
+STAGE_TEMP_RE = re.compile(
+    r"^\.(?:part-\d{5}\.parquet|MANIFEST\.json|INPUTS\.json|summary\.json)\.tmp-(\d+)$"
+)
 # weight files above this are not hashed: reading 2 GiB takes seconds at every load and every stage
 HASH_LIMIT = 2 << 30
 
@@ -134,13 +137,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temps(directory: Path) -> None:
-    """Remove temp files and dirs (`.NAME.tmp-PID`, `.NAME.old-PID`) whose writer is dead (killed, disk full)."""
+def clean_stale_temps(directory: Path, names: re.Pattern = STAGE_TEMP_RE) -> None:
+    """Remove the temp files and dirs matching `names` (group 1: the writer's PID) whose writer is dead
+    (killed, or stopped by a full disk). A PID is this machine's: a worker on another machine writing into
+    a shared dir could lose its temp file, and fails (its rerun redoes the shard)."""
     directory = Path(directory)
     if not directory.is_dir():
         return
     for p in directory.iterdir():
-        m = TEMP_RE.match(p.name)
+        m = names.match(p.name)
         if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
@@ -181,7 +186,11 @@ def clear_stage(stage_dir: Path) -> None:
     if not d.is_dir():
         return
     for p in d.iterdir():
-        if SHARD_RE.match(p.name) or p.name in (MANIFEST, INPUTS, "summary.json") or TEMP_RE.match(p.name):
+        if (
+            SHARD_RE.match(p.name)
+            or p.name in (MANIFEST, INPUTS, "summary.json")
+            or STAGE_TEMP_RE.match(p.name)
+        ):
             p.unlink(missing_ok=True)
 
 
@@ -194,7 +203,9 @@ def stage_done(stage_dir: Path, inputs: dict[str, Any], overwrite: bool = False)
     if d.exists() and not d.is_dir():
         raise ShardError(f"{d}: exists and is not a directory")
     clean_stale_temps(d)
-    clean_stale_temps(d.parent)  # a checkpoint's temp dir lies beside it
+    clean_stale_temps(
+        d.parent, re.compile(rf"^\.{re.escape(d.name)}\.(?:tmp|old)-(\d+)$")
+    )  # save_checkpoint's
     if overwrite:
         clear_stage(d)
     recorded, whole = recorded_inputs(d)
@@ -207,7 +218,8 @@ def stage_done(stage_dir: Path, inputs: dict[str, Any], overwrite: bool = False)
     finished = (d / MANIFEST).exists() or (d / CHECKPOINT_META).exists()
     if overwrite and finished:  # a checkpoint: save_checkpoint replaces it
         return False
-    for key in sorted(set(recorded) | set(inputs)) if whole else list(recorded):
+    keys = sorted(set(recorded) | set(inputs)) if whole else list(recorded)
+    for key in sorted(keys, key=lambda k: k != "stage"):  # another stage's output: say that first
         old, new = recorded.get(key), inputs.get(key)
         if old != new:
             what = (
