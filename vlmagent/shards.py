@@ -172,10 +172,10 @@ def recorded_inputs(stage_dir: Path) -> tuple[dict[str, Any] | None, bool]:
                 return record, True
             if "inputs" in record:
                 return record["inputs"], True
-            return {
-                "stage": "update" if "update_index" in record else None,
-                "policy": record.get("parent"),
-            }, False
+            stage = (
+                "update" if "update_index" in record else "sft" if {"sft", "sft_step"} & set(record) else None
+            )
+            return {"stage": stage, "policy": record.get("parent", record.get("sft_parent"))}, False
     return None, False
 
 
