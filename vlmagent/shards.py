@@ -71,6 +71,7 @@ NULLABLE = {"image", "action"}
 # float columns that must hold finite numbers: a NaN reward would become NaN advantages and weights
 FINITE = {"reward", "behavior_logprobs", *SCORED_COLUMNS}
 TOKEN_COLUMNS = {"prompt_token_ids", "response_token_ids"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ShardError(ValueError):
@@ -356,6 +357,13 @@ def validate_table(
             if bad.any():
                 row = int(rows[bad.argmax()])
                 raise ShardError(f"{path}: column {field.name!r} row {row} is not a finite number")
+        if field.name == "image":  # the observation as collect stored it: PNG bytes (or null)
+            png = pc.equal(
+                pc.binary_slice(table.column("image"), 0, 8), pa.scalar(PNG_SIGNATURE, pa.binary())
+            )
+            bad = np.asarray(pc.fill_null(pc.invert(png), False).to_numpy(zero_copy_only=False))
+            if bad.any():
+                raise ShardError(f"{path}: column 'image' row {int(bad.argmax())} is not PNG bytes")
         if field.name in TOKEN_COLUMNS:
             column = table.column(field.name).combine_chunks()
             ids = pc.list_flatten(column).to_numpy(zero_copy_only=False)
