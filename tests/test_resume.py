@@ -224,15 +224,18 @@ def test_bad_inputs_exit_2_with_one_line(pipe, tmp_path):
     assert not (tmp_path / "u1").exists() and not (tmp_path / "c2").exists()
 
 
-def test_a_full_disk_is_exit_1_with_one_line(tmp_path, monkeypatch):
-    from vlmagent.stages import collect
+def test_a_full_disk_is_exit_1_with_one_line_and_leaves_no_temp(tmp_path, monkeypatch):
+    import vlmagent.shards
 
-    def full(*a, **k):
-        raise OSError(errno.ENOSPC, "No space left on device", "part-00000.parquet")
+    def full(table, path, **kw):  # a shard half written when the disk fills
+        Path(path).write_bytes(b"PAR1")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(collect, "write_shard", full)
-    code, out = cli("collect", "--env", "numberline", "--policy", "oracle", "--out", tmp_path / "r")
-    assert code == 1 and "No space left on device" in error_line(out)
+    monkeypatch.setattr(vlmagent.shards.pq, "write_table", full)
+    out = tmp_path / "r"
+    code, text = cli("collect", "--env", "numberline", "--policy", "oracle", "--out", out)
+    assert code == 1 and "No space left on device" in error_line(text)
+    assert sorted(p.name for p in out.iterdir()) == ["INPUTS.json"]
 
 
 def test_a_killed_writers_temp_files_are_cleaned_on_the_next_run(pipe, tmp_path):

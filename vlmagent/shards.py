@@ -159,20 +159,18 @@ def recorded_inputs(stage_dir: Path) -> tuple[dict[str, Any] | None, bool]:
     checkpoint's) inputs, else INPUTS.json. A record from before inputs were recorded gives what it has,
     not whole: its stage (a checkpoint: that an update made it, and from which parent)."""
     d = Path(stage_dir)
-    if (d / MANIFEST).exists():
-        manifest = read_manifest(d) or {}
-        return (
-            (manifest["inputs"], True) if "inputs" in manifest else ({"stage": manifest.get("stage")}, False)
-        )
-    for name in (CHECKPOINT_META, INPUTS):
+    for name in (MANIFEST, CHECKPOINT_META, INPUTS):
         if (d / name).exists():
-            record = read_json(d / name)
-            if not isinstance(record, dict):
-                raise ShardError(f"{d / name}: expected a JSON object")
-            if name == INPUTS:
-                return record, True
-            if "inputs" in record:
-                return record["inputs"], True
+            record = read_manifest(d) if name == MANIFEST else read_json(d / name)
+            inputs = record if name == INPUTS else record.get("inputs") if isinstance(record, dict) else None
+            if not isinstance(record, dict) or not isinstance(inputs, dict | None):
+                raise ShardError(
+                    f"{d / name}: expected a JSON object{' under inputs' if name != INPUTS else ''}"
+                )
+            if inputs is not None:
+                return inputs, True
+            if name == MANIFEST:
+                return {"stage": record.get("stage")}, False
             stage = (
                 "update" if "update_index" in record else "sft" if {"sft", "sft_step"} & set(record) else None
             )
@@ -204,9 +202,8 @@ def stage_done(stage_dir: Path, inputs: dict[str, Any], overwrite: bool = False)
     if d.exists() and not d.is_dir():
         raise ShardError(f"{d}: exists and is not a directory")
     clean_stale_temps(d)
-    clean_stale_temps(
-        d.parent, re.compile(rf"^\.{re.escape(d.name)}\.(?:tmp|old)-(\d+)$")
-    )  # save_checkpoint's
+    beside = re.compile(rf"^\.{re.escape(d.name)}\.(?:tmp|old)-(\d+)$")  # save_checkpoint's, beside its dir
+    clean_stale_temps(d.parent, beside)
     if overwrite:
         clear_stage(d)
     recorded, whole = recorded_inputs(d)
@@ -252,11 +249,14 @@ def atomic_write(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:  # a full disk leaves no half-written temp behind
+        tmp.unlink(missing_ok=True)
 
 
 def to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -276,10 +276,13 @@ def write_shard(table: pa.Table, path: Path) -> dict[str, Any]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:  # a full disk leaves no half-written temp behind
+        tmp.unlink(missing_ok=True)
     return shard_entry(path)
 
 
