@@ -16,7 +16,7 @@ from conftest import TOY_RUN_TOML
 from typer.testing import CliRunner
 
 from vlmagent.cli import app
-from vlmagent.shards import read_stage, shard_entry, shard_path, write_manifest
+from vlmagent.shards import SCORED_SCHEMA, read_stage, shard_entry, shard_path, write_manifest
 
 runner = CliRunner()
 
@@ -104,6 +104,21 @@ def test_mixed_resume_is_refused_and_overwrite_starts_clean(tmp_path):
     (fresh / "MANIFEST.json").unlink()
     assert cli(*base, "--out", fresh, "--seed", "1")[0] == 0
     assert read_stage(fresh).equals(read_stage(killed))
+
+
+def test_score_resumed_with_another_policy_exits_2(pipe, tmp_path):
+    half = copy_stage(pipe["scored"], tmp_path / "scored")
+    (half / "MANIFEST.json").unlink()
+    shard_path(half, 1).unlink()
+    other = copy_stage(pipe["model"], tmp_path / "other")
+    args = ["score", "--run", pipe["run"], "--rollouts", pipe["rollouts"], "--out", half]
+    code, out = cli(*args, "--policy", other)
+    assert code == 2 and f'made with policy = "{pipe["model"]}", asked for policy = "{other}"' in error_line(
+        out
+    )
+    assert sorted(p.name for p in half.iterdir()) == ["INPUTS.json", "part-00000.parquet"]
+    assert cli(*args, "--policy", pipe["model"])[0] == 0  # the same policy resumes: the same rows
+    assert read_stage(half, SCORED_SCHEMA).equals(read_stage(pipe["scored"], SCORED_SCHEMA))
 
 
 def test_finished_collect_with_other_env_or_seed_exits_2(tmp_path):
