@@ -109,8 +109,6 @@ def run(
 ) -> dict[str, Any]:
     """Score every rollout shard of `rollouts` into `out` (a no-op for shards already there). A finished
     `out` made from other inputs (rollouts, policy, config) is an error, unless `overwrite`."""
-    if batch_size < 1:
-        raise ValueError(f"--batch-size {batch_size}: expected at least 1")
     out = Path(out)
     inputs = stage_inputs(cfg, rollouts, policy.source if isinstance(policy, Policy) else str(policy))
     if stage_done(out, inputs, overwrite):

@@ -62,11 +62,8 @@ MACHINE_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}
 def cli_errors() -> Iterator[None]:
     try:
         yield
-    except MemoryError as e:
-        err.print(f"[red]error:[/] out of memory {e}".rstrip(), highlight=False)
-        raise typer.Exit(1) from None
-    except update_stage.UpdateError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+    except (MemoryError, update_stage.UpdateError) as e:  # a failure, not bad input: one line all the same
+        err.print(f"[red]error:[/] {str(e) or type(e).__name__}", highlight=False)
         raise typer.Exit(1) from None
     except (UserError, ShardError, CheckpointError, ValueError, OSError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
