@@ -253,6 +253,17 @@ def test_a_full_disk_is_exit_1_with_one_line_and_leaves_no_temp(tmp_path, monkey
     assert sorted(p.name for p in out.iterdir()) == ["INPUTS.json"]
 
 
+def test_out_of_memory_is_exit_1_with_one_line(tmp_path, monkeypatch):
+    from vlmagent.stages import collect
+
+    def oom(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(collect, "run_episodes", oom)
+    code, text = cli("collect", "--env", "numberline", "--policy", "oracle", "--out", tmp_path / "r")
+    assert code == 1 and "MemoryError" in error_line(text)
+
+
 def test_a_killed_writers_temp_files_are_cleaned_on_the_next_run(pipe, tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
