@@ -159,6 +159,8 @@ def run(
     }
     if stage_done(out, inputs):  # an out made from other inputs: exit 2, naming the field
         return {k: v for k, v in read_json(out / REPORT).items() if k != "config"}
+    if out.exists():  # found now, not after the training
+        raise ShardError(f"{out}: exists and is not a checkpoint; give another --out")
     df = read_data(data)
     if facts_only:
         df = facts_only_rows(df)

@@ -374,6 +374,8 @@ def run(
         raise ValueError(f"--out {out}: the policy the update starts from; give another --out")
     inputs = stage_inputs(cfg, scored, policy_path)
     done = stage_done(out, inputs, overwrite)
+    if not done and out.exists() and not overwrite:  # found now, not after the training
+        raise ShardError(f"{out}: exists and is not a checkpoint; give another --out, or --overwrite")
     if not done:
         init_distributed()
         _update(cfg, scored, policy_path, out, inputs, overwrite)

@@ -186,6 +186,7 @@ def bad_inputs(pipe, t: Path) -> list[tuple[list, str]]:
     stripped = plain_model(pipe, t / "run2" / "ckpt" / "000001")  # a run checkpoint that lost its files
     empty = t / "empty"
     write_manifest(empty, [], stage="score")
+    (t / "plain_dir").mkdir()
     collect = ["collect", "--policy", "oracle", "--env", "numberline"]
     score = ["score", "--run", run, "--policy", model]
     update = ["update", "--run", run, "--scored", scored]
@@ -215,6 +216,7 @@ def bad_inputs(pipe, t: Path) -> list[tuple[list, str]]:
         ([*update, "--policy", model, "--out", model], "the policy the update starts from"),
         ([*update, "--policy", ckpt, "--out", model], "not the output of update"),
         ([*update, "--policy", model, "--out", rollouts], 'stage = "collect", asked for stage = "update"'),
+        ([*update, "--policy", model, "--out", t / "plain_dir"], "plain_dir: exists and is not a checkpoint"),
         (
             ["update", "--run", run, "--scored", empty, "--policy", model, "--out", t / "u1"],
             "no steps to train on",

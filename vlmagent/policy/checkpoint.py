@@ -57,7 +57,7 @@ def save_checkpoint(
     """
     dest, model = Path(dir), policy.model
     if dest.exists() and not overwrite:
-        raise FileExistsError(f"{dest} exists (pass overwrite=True to replace it)")
+        raise FileExistsError(f"{dest} exists (give another output)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
     if tmp.exists():
