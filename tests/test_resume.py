@@ -285,3 +285,46 @@ def test_a_killed_writers_temp_files_are_cleaned_on_the_next_run(pipe, tmp_path)
     code, text = cli("update", *common, "--scored", pipe["scored"], "--out", tmp_path / "ckpt1")
     assert code == 0, text
     assert not ckpt_temp.exists()
+
+
+def test_a_worker_with_other_settings_cannot_join(tmp_path):
+    base = [
+        "collect",
+        "--env",
+        "numberline",
+        "--policy",
+        "oracle",
+        "--episodes",
+        "32",
+        "--out",
+        tmp_path / "r",
+    ]
+    assert cli(*base, "--shards", "0/2")[0] == 0
+    code, out = cli(*base, "--shards", "1/2", "--seed", "1")
+    assert code == 2 and "seed = 0, asked for seed = 1" in error_line(out)
+    assert cli(*base, "--shards", "1/2")[0] == 0
+    assert (tmp_path / "r" / "MANIFEST.json").exists()
+
+
+def test_random_corruption_of_a_rollouts_file_is_detected_or_harmless(pipe, tmp_path):
+    """Bytes flipped anywhere in the rollouts' files: score says so (exit 2, one line) or scores the same rows."""
+    import random
+
+    rng = random.Random(0)
+    expected = read_stage(pipe["scored"], SCORED_SCHEMA)
+    for trial in range(6):
+        d = copy_stage(pipe["rollouts"], tmp_path / f"r{trial}")
+        victim = rng.choice(sorted(p for p in d.iterdir() if p.is_file()))
+        data = bytearray(victim.read_bytes())
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        victim.write_bytes(bytes(data))
+        out = tmp_path / f"s{trial}"
+        code, text = cli(
+            "score", "--run", pipe["run"], "--policy", pipe["model"], "--rollouts", d, "--out", out
+        )
+        if code == 2:
+            error_line(text)
+        else:
+            assert code == 0, (victim.name, text)
+            assert read_stage(out, SCORED_SCHEMA).equals(expected), victim.name
