@@ -201,9 +201,7 @@ def stage_done(stage_dir: Path, inputs: dict[str, Any], overwrite: bool = False)
     d = Path(stage_dir)
     if d.exists() and not d.is_dir():
         raise ShardError(f"{d}: exists and is not a directory")
-    clean_stale_temps(d)
-    beside = re.compile(rf"^\.{re.escape(d.name)}\.(?:tmp|old)-(\d+)$")  # save_checkpoint's, beside its dir
-    clean_stale_temps(d.parent, beside)
+    clean_stale_temps(d)  # (a checkpoint's temp dir lies beside it: save_checkpoint cleans those)
     if overwrite:
         clear_stage(d)
     recorded, whole = recorded_inputs(d)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlmagent.policy.lora import ADAPTER_CONFIG, base_model_of, is_lora, unwrap
 from vlmagent.policy.value import VALUE_HEAD_FILE, save_value_head
-from vlmagent.shards import ShardError, read_json, sha256_file, weights_sha256
+from vlmagent.shards import ShardError, clean_stale_temps, read_json, sha256_file, weights_sha256
 
 if TYPE_CHECKING:  # a type only: load imports this module
     from vlmagent.policy.load import Policy
@@ -62,6 +62,8 @@ def save_checkpoint(
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
+    # a killed writer's temp dir (not its .old-PID one: killed mid-swap, that may be the only whole copy)
+    clean_stale_temps(dest.parent, re.compile(rf"^\.{re.escape(dest.name)}\.tmp-(\d+)$"))
     tmp.mkdir()
     try:
         if is_lora(model):  # adapter only, and which base it goes on
