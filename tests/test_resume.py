@@ -140,6 +140,23 @@ def test_update_with_other_settings_on_its_checkpoint_exits_2(pipe, tmp_path):
         "update", "--run", run, "--scored", pipe["scored"], "--policy", pipe["model"], "--out", pipe["ckpt"]
     )
     assert code == 2 and "learning_rate = 0.001, asked for learning_rate = 0.002" in error_line(out)
+    # --overwrite trains anew; the old checkpoint stays whole until the new one replaces it
+    ckpt = copy_stage(pipe["ckpt"], tmp_path / "ckpt1")
+    code, out = cli(
+        "update",
+        "--run",
+        run,
+        "--scored",
+        pipe["scored"],
+        "--policy",
+        pipe["model"],
+        "--out",
+        ckpt,
+        "--overwrite",
+    )
+    assert code == 0, out
+    assert json.loads((ckpt / "vlmagent.json").read_text())["inputs"]["learning_rate"] == 2e-3
+    assert (ckpt / "model.safetensors").read_bytes() != (pipe["ckpt"] / "model.safetensors").read_bytes()
 
 
 def corrupt_vocab(pipe, dst: Path) -> Path:
