@@ -137,10 +137,12 @@ def run(
     steps: int | None = None,
     epochs: float | None = None,
     facts_only: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """SFT from `policy_path` on the rows of the stage dirs `data`; checkpoint to `out`; return the stats.
 
-    A no-op (returning the stats) when `out` exists. `epochs` overrides `steps`, which defaults to
+    A no-op (returning the stats) when `out` is this SFT's checkpoint; one made from other inputs is an
+    error naming the field, unless `overwrite`. `epochs` overrides `steps`, which defaults to
     `cfg.sft_steps`. `facts_only`: the targets are the responses cut to their image facts (a reading
     warm-up before the full SFT); its first half asks for them under `prompts.facts_prompt` (~40
     tokens), its second half under the task's own prompt (why: recipes/README.md).
@@ -157,10 +159,12 @@ def run(
         "facts_only": facts_only,
         **stage_config(cfg, "sft"),
     }
-    if stage_done(out, inputs):  # an out made from other inputs: exit 2, naming the field
+    if stage_done(out, inputs, overwrite):  # an out made from other inputs: exit 2, naming the field
         return {k: v for k, v in read_json(out / REPORT).items() if k != "config"}
-    if out.exists():  # found now, not after the training
-        raise ShardError(f"{out}: exists and is not a checkpoint; give another --out")
+    if out.exists() and not overwrite:  # found now, not after the training
+        raise ShardError(f"{out}: exists and is not a checkpoint; give another --out, or --overwrite")
+    if overwrite:  # start over: not from another run's snapshot (`out` itself is replaced at the save)
+        shutil.rmtree(state_dir(out), ignore_errors=True)
     df = read_data(data)
     if facts_only:
         df = facts_only_rows(df)
@@ -283,6 +287,7 @@ def run(
             ),
             REPORT: lambda p: p.write_text(json.dumps({**stats, "config": config_dict(cfg)}, indent=2)),
         },
+        overwrite=overwrite,
     )
     shutil.rmtree(state, ignore_errors=True)
     return stats

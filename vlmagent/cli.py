@@ -403,13 +403,16 @@ def sft(
     batch_size: Annotated[int | None, Opt(help="rows per optimizer step")] = None,
     seed: SeedOpt = None,
     facts_only: Annotated[bool, Opt(help="targets cut to the image facts: a reading warm-up")] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Supervised fine-tuning on response tokens; resumable (rerun after a kill continues)."""
     with cli_errors():
         if epochs is not None and not (0 < epochs < float("inf")):
             raise UserError(f"--epochs {epochs}: expected a finite number > 0")
         cfg = _config(run, sft_steps=steps, sft_lr=lr, sft_batch_size=batch_size, seed=seed)
-        stats = sft_stage.run(cfg, data, policy, out, epochs=epochs, facts_only=facts_only)
+        stats = sft_stage.run(
+            cfg, data, policy, out, epochs=epochs, facts_only=facts_only, overwrite=overwrite
+        )
         _print_summary(f"sft -> {out}", {k: v for k, v in stats.items() if isinstance(v, int | float)})
         console.print(f"loss curve: {out / sft_stage.LOSS_PNG}")
 
