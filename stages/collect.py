@@ -22,16 +22,19 @@ from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vlmagent import prompts
-from vlmagent.config import Config, config_dict
+from vlmagent.config import Config, config_dict, stage_config
 from vlmagent.envs import make_env
 from vlmagent.policy.load import chat_text
 from vlmagent.rollout import Backend, Request, make_backend, token_char_offsets
 from vlmagent.shards import (
     ROLLOUT_SCHEMA,
     finished_shards,
+    policy_inputs,
     read_manifest,
+    record_inputs,
     shard_entry,
     shard_path,
+    stage_done,
     to_table,
     write_manifest,
     write_shard,
@@ -260,6 +263,20 @@ def episode_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def stage_inputs(
+    cfg: Config, policy_version: str, iteration: int = 0, seed: int | None = None, stage: str = "collect"
+) -> dict[str, Any]:
+    """What defines a collect (eval, demos) stage's rows: recorded before its first shard (see stage_done)."""
+    seed = cfg.seed if seed is None else seed
+    return {
+        "stage": stage,
+        "iteration": iteration,
+        "seed": seed,
+        **policy_inputs(policy_version),
+        **stage_config(cfg, "collect", stage),
+    }
+
+
 def run(
     cfg: Config,
     out: Path,
@@ -269,16 +286,19 @@ def run(
     seed: int | None = None,
     worker: tuple[int, int] = (0, 1),
     stage: str = "collect",
+    overwrite: bool = False,
 ) -> dict[str, Any] | None:
     """Collect `cfg.episodes` episodes into `out`; return the manifest, or None while shards are missing.
 
     `worker=(i, n)` makes this process collect only shards s with s % n == i, so n workers can share an
-    iteration; whichever finds every shard present writes the MANIFEST.
+    iteration; whichever finds every shard present writes the MANIFEST. A finished `out` made from
+    other inputs (env, seed, policy...) is an error naming the field, unless `overwrite` (starts over).
     """
     out = Path(out)
-    manifest = read_manifest(out)
-    if manifest is not None:
-        return manifest
+    inputs = stage_inputs(cfg, policy_version, iteration, seed, stage)
+    if stage_done(out, inputs, overwrite):
+        return read_manifest(out)
+    record_inputs(out, inputs)
     seed = cfg.seed if seed is None else seed
     plan = shard_indices(cfg.episodes, cfg.episodes_per_shard)
     done = finished_shards(out)
@@ -329,5 +349,24 @@ def run(
         iteration=iteration,
         seed=seed,
         config=config_dict(cfg),
+        inputs=inputs,
     )
     return read_manifest(out)
+
+
+def play(
+    cfg: Config,
+    policy: str,
+    out: Path,
+    iteration: int = 0,
+    seed: int | None = None,
+    worker: tuple[int, int] = (0, 1),
+    stage: str = "collect",
+    overwrite: bool = False,
+) -> dict[str, Any] | None:
+    """`run` with `policy` served (see `served`); the inputs are checked first, so a finished stage or a
+    mismatch (exit 2) costs no model load, and --overwrite clears the stage before anything else."""
+    if stage_done(out, stage_inputs(cfg, policy, iteration, seed, stage), overwrite):
+        return read_manifest(out)
+    with served(cfg, policy) as (actor, version):
+        return run(cfg, out, actor, version, iteration=iteration, seed=seed, worker=worker, stage=stage)

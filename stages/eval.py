@@ -9,7 +9,7 @@ from typing import Any
 
 from vlmagent.config import Config
 from vlmagent.envs import HELDOUT_ENV
-from vlmagent.shards import atomic_write, read_stage
+from vlmagent.shards import atomic_write, read_json, read_stage
 from vlmagent.stages import collect
 
 SUMMARY = "summary.json"
@@ -26,13 +26,25 @@ def summarize(stage_dir: Path) -> dict[str, Any]:
     return collect.episode_summary(summary_rows(stage_dir))
 
 
+def held_out(cfg: Config, seed: int | None) -> tuple[Config, int]:
+    """The config and seed eval plays: held-out seeds (eval_seed) and env (eval_env, ALFWorld's held-out games)."""
+    seed = cfg.eval_seed if seed is None else seed
+    return dataclasses.replace(cfg, env=cfg.eval_env or HELDOUT_ENV.get(cfg.env, cfg.env)), seed
+
+
 def evaluate(
-    cfg: Config, policy: str, out: Path, seed: int | None = None, worker: tuple[int, int] = (0, 1)
+    cfg: Config,
+    policy: str,
+    out: Path,
+    seed: int | None = None,
+    worker: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
 ) -> dict[str, Any] | None:
-    """`run` with `policy` served (see collect.served) for `cfg.eval_episodes` episodes."""
-    cfg = dataclasses.replace(cfg, episodes=cfg.eval_episodes)
-    with collect.served(cfg, policy) as (actor, version):
-        return run(cfg, out, actor, version, seed=seed, worker=worker)
+    """`policy` played (see collect.play) for `cfg.eval_episodes` episodes; the summary as `run`'s."""
+    cfg, seed = held_out(dataclasses.replace(cfg, episodes=cfg.eval_episodes), seed)
+    if collect.play(cfg, policy, out, seed=seed, worker=worker, stage="eval", overwrite=overwrite) is None:
+        return None
+    return write_summary(cfg, out, policy, seed)  # served's version of a policy is its name
 
 
 def run(
@@ -44,17 +56,20 @@ def run(
     worker: tuple[int, int] = (0, 1),
 ) -> dict[str, Any] | None:
     """The summary, or None while other workers' shards are missing (see collect.run's `worker`)."""
-    out = Path(out)
-    summary_path = out / SUMMARY
-    if summary_path.exists():
-        return json.loads(summary_path.read_text())
-    seed = cfg.eval_seed if seed is None else seed
-    cfg = dataclasses.replace(cfg, env=cfg.eval_env or HELDOUT_ENV.get(cfg.env, cfg.env))
+    cfg, seed = held_out(cfg, seed)
     manifest = collect.run(
         cfg, out, actor, policy_version, iteration=0, seed=seed, worker=worker, stage="eval"
     )
     if manifest is None:
         return None
+    return write_summary(cfg, out, policy_version, seed)
+
+
+def write_summary(cfg: Config, out: Path, policy_version: str, seed: int) -> dict[str, Any]:
+    """summary.json of a finished eval (written once; a rerun reads it)."""
+    summary_path = Path(out) / SUMMARY
+    if summary_path.exists():
+        return read_json(summary_path)
     summary = {"env": cfg.env, "policy_version": policy_version, "seed": seed, **summarize(out)}
     atomic_write(summary_path, json.dumps(summary, indent=2).encode())
     return summary

@@ -7,14 +7,13 @@ draws the learning curve into the run directory.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
 from vlmagent.rundir import eval_dir, rollouts_dir, update_json
-from vlmagent.shards import read_manifest
+from vlmagent.shards import read_json, read_manifest
 
 CURVE_PNG = "learning_curve.png"
 # (column, source key, format)
@@ -59,12 +58,12 @@ def gather(run: Path) -> list[dict[str, Any]]:
                 "train_response_tokens": tr["mean_response_tokens"],
             }
         if update_json(run, k).exists():
-            up = json.loads(update_json(run, k).read_text())
+            up = read_json(update_json(run, k))
             row |= {key: up[key] for key in ("approx_kl", "clipfrac", "explained_variance", "learning_rate",
                                              "pg_loss", "v_loss", "seconds") if key in up}  # fmt: skip
         summary = eval_dir(run, k) / SUMMARY
         if summary.exists():
-            ev = json.loads(summary.read_text())
+            ev = read_json(summary)
             row |= {
                 "eval_episodes": ev["episodes"],
                 "eval_success": ev["success_rate"],

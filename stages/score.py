@@ -14,20 +14,25 @@ import polars as pl
 import torch
 from rich.progress import Progress
 
-from vlmagent.config import Config, config_dict
+from vlmagent.config import Config, config_dict, stage_config
 from vlmagent.policy.forward import evaluate_actions, forward_hidden
 from vlmagent.policy.load import Policy, load_policy, model_inputs_for
 from vlmagent.ppo import gae
 from vlmagent.shards import (
+    MANIFEST,
     ROLLOUT_SCHEMA,
     SCORED_SCHEMA,
     ShardError,
     finished_shards,
+    policy_inputs,
     read_manifest,
     read_shard,
+    record_inputs,
+    sha256_file,
     shard_entry,
     shard_index,
     shard_path,
+    stage_done,
     write_manifest,
     write_shard,
 )
@@ -81,19 +86,38 @@ def add_advantages(df: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     )
 
 
+def stage_inputs(cfg: Config, rollouts: Path, policy: str) -> dict[str, Any]:
+    """What defines the scored rows: the rollouts (their MANIFEST's hash), the scoring policy, the config."""
+    manifest = Path(rollouts) / MANIFEST
+    if read_manifest(rollouts) is None:
+        raise ShardError(f"{rollouts}: no {MANIFEST} (collect has not finished)")
+    return {
+        "stage": "score",
+        "rollouts_manifest_sha256": sha256_file(manifest),
+        **policy_inputs(policy),
+        **stage_config(cfg, "score"),
+    }
+
+
 def run(
-    cfg: Config, rollouts: Path, policy: Policy | str | Path, out: Path, batch_size: int = 8
+    cfg: Config,
+    rollouts: Path,
+    policy: Policy | str | Path,
+    out: Path,
+    batch_size: int = 8,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Score every rollout shard of `rollouts` into `out` (a no-op for shards already there)."""
+    """Score every rollout shard of `rollouts` into `out` (a no-op for shards already there). A finished
+    `out` made from other inputs (rollouts, policy, config) is an error, unless `overwrite`."""
     out = Path(out)
-    manifest = read_manifest(out)
-    if manifest is not None:
-        return manifest
+    inputs = stage_inputs(cfg, rollouts, policy.source if isinstance(policy, Policy) else str(policy))
+    if stage_done(out, inputs, overwrite):
+        return read_manifest(out)  # type: ignore[return-value]
     source = read_manifest(rollouts)
-    if source is None:
-        raise ShardError(f"{rollouts}: no MANIFEST.json (collect has not finished)")
+    assert source is not None  # stage_inputs checked it
     if not isinstance(policy, Policy):
         policy = load_policy(policy)
+    record_inputs(out, inputs)
     done = finished_shards(out)
     gap_sum, gap_max, gap_n = 0.0, 0.0, 0
     policy.model.eval()
@@ -104,7 +128,9 @@ def run(
             if index in done:
                 progress.advance(task, entry["rows"])
                 continue
-            df = pl.from_arrow(read_shard(Path(rollouts) / entry["file"], ROLLOUT_SCHEMA, entry))
+            df = pl.from_arrow(
+                read_shard(Path(rollouts) / entry["file"], ROLLOUT_SCHEMA, entry, policy.vocab_size)
+            )
             assert isinstance(df, pl.DataFrame)
             if (df["response_token_ids"].list.len() == 0).any():
                 raise ShardError(
@@ -143,5 +169,6 @@ def run(
         logprob_gap_mean=gap_sum / gap_n if gap_n else None,
         logprob_gap_max=gap_max if gap_n else None,
         config=config_dict(cfg),
+        inputs=inputs,
     )
     return read_manifest(out)  # type: ignore[return-value]

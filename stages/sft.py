@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from vlmagent.config import Config, config_dict
+from vlmagent.config import Config, config_dict, stage_config
 from vlmagent.policy.checkpoint import META_FILE, save_checkpoint
 from vlmagent.policy.forward import forward_hidden
 from vlmagent.policy.load import Policy, encode_prompt, load_policy, model_inputs_for
@@ -38,7 +38,15 @@ from vlmagent.policy.lora import with_lora
 from vlmagent.ppo import cosine_schedule
 from vlmagent.prompts import facts_only as facts_of
 from vlmagent.prompts import facts_prompt
-from vlmagent.shards import ShardError, read_stage
+from vlmagent.shards import (
+    MANIFEST,
+    ShardError,
+    policy_inputs,
+    read_json,
+    read_stage,
+    sha256_file,
+    stage_done,
+)
 
 STATE_OPTIMIZER = "sft_optimizer.pt"  # not update's optimizer.pt: Adam must not inherit AdamW's state
 LOSS_CSV, LOSS_PNG, REPORT = "loss.csv", "loss.png", "sft.json"
@@ -129,17 +137,34 @@ def run(
     steps: int | None = None,
     epochs: float | None = None,
     facts_only: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """SFT from `policy_path` on the rows of the stage dirs `data`; checkpoint to `out`; return the stats.
 
-    A no-op (returning the stats) when `out` exists. `epochs` overrides `steps`, which defaults to
+    A no-op (returning the stats) when `out` is this SFT's checkpoint; one made from other inputs is an
+    error naming the field, unless `overwrite`. `epochs` overrides `steps`, which defaults to
     `cfg.sft_steps`. `facts_only`: the targets are the responses cut to their image facts (a reading
     warm-up before the full SFT); its first half asks for them under `prompts.facts_prompt` (~40
     tokens), its second half under the task's own prompt (why: recipes/README.md).
     """
     out = Path(out)
-    if (out / META_FILE).exists():
-        return {k: v for k, v in json.loads((out / REPORT).read_text()).items() if k != "config"}
+    inputs = {
+        "stage": "sft",
+        "data_manifests_sha256": [
+            sha256_file(Path(d) / MANIFEST) if (Path(d) / MANIFEST).exists() else None for d in data
+        ],
+        **policy_inputs(str(policy_path)),
+        "steps": steps,
+        "epochs": epochs,
+        "facts_only": facts_only,
+        **stage_config(cfg, "sft"),
+    }
+    if stage_done(out, inputs, overwrite):  # an out made from other inputs: exit 2, naming the field
+        return {k: v for k, v in read_json(out / REPORT).items() if k != "config"}
+    if out.exists() and not overwrite:  # found now, not after the training
+        raise ShardError(f"{out}: exists and is not a checkpoint; give another --out, or --overwrite")
+    if overwrite:  # start over: not from another run's snapshot (`out` itself is replaced at the save)
+        shutil.rmtree(state_dir(out), ignore_errors=True)
     df = read_data(data)
     if facts_only:
         df = facts_only_rows(df)
@@ -149,7 +174,7 @@ def run(
     if steps < 1:
         raise ValueError(f"SFT needs at least one step, got {steps}")
     state = state_dir(out)
-    resume = (state / META_FILE).exists()
+    resume = (state / META_FILE).exists() and stage_done(state, inputs)  # never resume other inputs' snapshot
     policy = with_lora(load_policy(state if resume else policy_path), cfg)
     start = int(policy.meta.get("sft_step", 0)) if resume else 0
     parent = policy.meta.get("sft_parent", str(policy_path)) if resume else str(policy_path)
@@ -168,7 +193,7 @@ def run(
     history: list[dict[str, float]] = []
     if resume:
         optimizer.load_state_dict(torch.load(state / STATE_OPTIMIZER, weights_only=True))
-        history = json.loads((state / "history.json").read_text())
+        history = read_json(state / "history.json")
     prompt_ids, response_ids = tokenize_rows(policy, df)
     images = df["image"].to_list()
     reading_steps, reading_prompt_ids = (steps // 2 if facts_only else 0), prompt_ids
@@ -177,7 +202,7 @@ def run(
         reading_prompt_ids = tokenize_rows(policy, short)[0]
 
     def snapshot(step: int) -> None:
-        meta = {"sft_step": step, "sft_parent": parent, "source": source}
+        meta = {"sft_step": step, "sft_parent": parent, "source": source, "inputs": inputs}
         save_checkpoint(
             state,
             policy,
@@ -247,6 +272,7 @@ def run(
         "step": steps,
         "source": source,
         "sft": {k: stats[k] for k in ("rows", "epochs")},
+        "inputs": inputs,
     }
     save_checkpoint(
         out,
@@ -261,6 +287,7 @@ def run(
             ),
             REPORT: lambda p: p.write_text(json.dumps({**stats, "config": config_dict(cfg)}, indent=2)),
         },
+        overwrite=overwrite,
     )
     shutil.rmtree(state, ignore_errors=True)
     return stats

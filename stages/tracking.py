@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from vlmagent.rundir import rollouts_dir, update_json
-from vlmagent.shards import atomic_write, read_stage
+from vlmagent.shards import atomic_write, read_json, read_stage
 from vlmagent.stages.report import gather
 
 SAMPLES = 2  # episodes per iteration whose first step is logged as an image and a text
@@ -43,7 +43,7 @@ def records(run: Path, row: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if scalars:
             out[part] = {"scalars": scalars}
     if update_json(run, k).exists():  # all of update.json's numbers, not only the table's columns
-        out["update"] = {"scalars": _numbers(json.loads(update_json(run, k).read_text()))}
+        out["update"] = {"scalars": _numbers(read_json(update_json(run, k)))}
     if "train" in out:
         df = read_stage(rollouts_dir(run, k))
         first_steps = df.filter(df["step"] == 0).head(SAMPLES).to_dicts()
@@ -111,7 +111,7 @@ def _wandb(run: Path, name: str, k: int, part: str, record: dict[str, Any]) -> i
     import wandb  # optional: `pip install wandb`
 
     marks_file = run / WANDB_LOGGED
-    marks = json.loads(marks_file.read_text()) if marks_file.exists() else {"id": wandb.util.generate_id()}
+    marks = read_json(marks_file) if marks_file.exists() else {"id": wandb.util.generate_id()}
     mark = f"{k:06d}.{part}"
     if mark in marks.get("logged", []):
         return 0

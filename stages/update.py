@@ -29,8 +29,8 @@ import torch
 import torch.distributed as dist
 from rich.progress import Progress
 
-from vlmagent.config import Config, config_dict, config_hash
-from vlmagent.policy.checkpoint import META_FILE, save_checkpoint
+from vlmagent.config import Config, config_dict, config_hash, stage_config
+from vlmagent.policy.checkpoint import save_checkpoint
 from vlmagent.policy.forward import evaluate_actions, forward_hidden
 from vlmagent.policy.load import Policy, default_device, load_policy, model_inputs_for
 from vlmagent.policy.lora import is_lora, unwrap
@@ -40,7 +40,18 @@ from vlmagent.ppo import (
     normalize_advantages,
     ppo_loss,
 )
-from vlmagent.shards import SCORED_SCHEMA, atomic_write, read_stage
+from vlmagent.shards import (
+    MANIFEST,
+    SCORED_SCHEMA,
+    ShardError,
+    atomic_write,
+    policy_inputs,
+    read_json,
+    read_manifest,
+    read_stage,
+    sha256_file,
+    stage_done,
+)
 
 OPTIMIZER_FILE = "optimizer.pt"
 REPORT_FILE = "update.json"
@@ -345,23 +356,49 @@ def ppo_epochs(
     }
 
 
+def stage_inputs(cfg: Config, scored: Path, policy_path: str | Path) -> dict[str, Any]:
+    """What defines the checkpoint an update writes: the scored steps (their MANIFEST's hash), the policy
+    it starts from, the PPO config. Recorded in its vlmagent.json."""
+    if read_manifest(scored) is None:
+        raise ShardError(f"{scored}: no {MANIFEST} (score has not finished)")
+    return {
+        "stage": "update",
+        "scored_manifest_sha256": sha256_file(Path(scored) / MANIFEST),
+        **policy_inputs(str(policy_path)),
+        **stage_config(cfg, "update"),
+    }
+
+
 def run(
-    cfg: Config, scored: Path, policy_path: str | Path, out: Path, report: Path | None = None
+    cfg: Config,
+    scored: Path,
+    policy_path: str | Path,
+    out: Path,
+    report: Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """One PPO update from `policy_path` on the steps in `scored`, saved to `out`; returns its stats.
 
-    A no-op when `out` exists. `report` (the run's iter/k/update.json) gets a copy of the stats.
+    A no-op when `out` is this update's checkpoint; an error (before any training) when `out` is the
+    policy itself or a checkpoint made from other inputs, unless `overwrite` (then replaced when the new
+    one is whole). `report` (the run's iter/k/update.json) gets a copy of the stats.
     """
     out = Path(out)
-    if not (out / META_FILE).exists():
+    if Path(policy_path).exists() and out.exists() and out.resolve() == Path(policy_path).resolve():
+        raise ValueError(f"--out {out}: the policy the update starts from; give another --out")
+    inputs = stage_inputs(cfg, scored, policy_path)
+    done = stage_done(out, inputs, overwrite)
+    if not done and out.exists() and not overwrite:  # found now, not after the training
+        raise ShardError(f"{out}: exists and is not a checkpoint; give another --out, or --overwrite")
+    if not done:
         init_distributed()
         check_world_size(cfg)
-        _update(cfg, scored, policy_path, out)
+        _update(cfg, scored, policy_path, out, inputs, overwrite)
         if world()[1] > 1:
             dist.barrier()  # no rank returns before rank 0's checkpoint is in place
-    if report is not None and not Path(report).exists():  # the stats travel inside the checkpoint
+    if report is not None and (not done or not Path(report).exists()):  # the stats travel in the ckpt
         atomic_write(report, (out / REPORT_FILE).read_bytes())
-    return json.loads((out / REPORT_FILE).read_text())
+    return read_json(out / REPORT_FILE)
 
 
 def optimizer_step(
@@ -380,11 +417,13 @@ def optimizer_step(
     return grad_norm
 
 
-def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> None:
-    df = read_stage(scored, SCORED_SCHEMA)
-    if df.height == 0:
-        raise UpdateError(f"{scored}: no steps to train on")
+def _update(
+    cfg: Config, scored: Path, policy_path: str | Path, out: Path, inputs: dict[str, Any], overwrite: bool
+) -> None:
     policy = load_policy(policy_path, device=default_device())
+    df = read_stage(scored, SCORED_SCHEMA, policy.vocab_size)
+    if df.height == 0:
+        raise ShardError(f"{scored}: no steps to train on (its MANIFEST lists 0 rows)")
     if not cfg.train_vision:
         # also keeps Adam's first steps (about lr per weight whatever the gradient) off a frozen tower
         policy.freeze_vision()
@@ -404,6 +443,7 @@ def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> No
         "update_index": update_index + 1,
         "config_hash": config_hash(cfg),
         "source": policy.meta.get("source", str(policy_path)),  # where the run's first policy came from
+        "inputs": inputs,
     }
     model_state, optimizer_state = full_state(policy, optimizer, sharded)
     if world()[0] != 0:  # one writer
@@ -417,4 +457,5 @@ def _update(cfg: Config, scored: Path, policy_path: str | Path, out: Path) -> No
             OPTIMIZER_FILE: lambda p: torch.save(optimizer_state, p),
             REPORT_FILE: lambda p: p.write_text(json.dumps({**stats, "config": config_dict(cfg)}, indent=2)),
         },
+        overwrite=overwrite,
     )

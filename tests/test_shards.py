@@ -7,10 +7,12 @@ import pytest
 
 from vlmagent.shards import (
     MANIFEST,
+    PNG_SIGNATURE,
     ROLLOUT_SCHEMA,
     SCORED_SCHEMA,
     ShardError,
     finished_shards,
+    read_shard,
     read_stage,
     shard_path,
     to_table,
@@ -29,7 +31,7 @@ def make_row(i: int, **over):
         "step": i % 3,
         "env_seed": 1234567890123 + i,
         "policy_version": "oracle",
-        "image": bytes([i, 1, 2]) if i % 2 else None,
+        "image": PNG_SIGNATURE + bytes([i, 1, 2]) if i % 2 else None,
         "prompt": "p",
         "prompt_token_ids": [1, 2, i],
         "response_token_ids": [3, 4],
@@ -63,7 +65,7 @@ def test_round_trip_keeps_every_value(tmp_path):
     expected = pl.from_arrow(to_table([make_row(i, shard=0) for i in range(5)], ROLLOUT_SCHEMA))
     assert df.filter(pl.col("shard") == 0).equals(expected)
     assert df["prompt_token_ids"].to_list()[4] == [1, 2, 4]
-    assert df["image"].to_list()[:2] == [None, bytes([1, 1, 2])]
+    assert df["image"].to_list()[:2] == [None, PNG_SIGNATURE + bytes([1, 1, 2])]
     assert df.schema["behavior_logprobs"] == pl.List(pl.Float32)
 
 
@@ -180,3 +182,22 @@ def test_malformed_manifest_entry_is_named(tmp_path, entry):
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ShardError, match=r"MANIFEST\.json: shards\[1\] = .*expected"):
         read_stage(tmp_path)
+
+
+def test_bad_image_bytes_and_token_ids_are_named_with_their_row(tmp_path):
+    rows = [make_row(i) for i in range(4)]
+    rows[3]["image"] = b"not a png"
+    write_shard(to_table(rows, ROLLOUT_SCHEMA), shard_path(tmp_path / "img", 0))
+    with pytest.raises(ShardError, match=r"part-00000.parquet: column 'image' row 3 is not PNG bytes"):
+        read_shard(shard_path(tmp_path / "img", 0), ROLLOUT_SCHEMA)
+    rows = [make_row(i) for i in range(4)]
+    rows[2]["prompt_token_ids"] = [1, -5]
+    write_shard(to_table(rows, ROLLOUT_SCHEMA), shard_path(tmp_path / "ids", 0))
+    with pytest.raises(ShardError, match=r"'prompt_token_ids' row 2 has token id -5"):
+        read_shard(shard_path(tmp_path / "ids", 0), ROLLOUT_SCHEMA)
+    rows = [make_row(i) for i in range(4)]
+    write_shard(to_table(rows, ROLLOUT_SCHEMA), shard_path(tmp_path / "vocab", 0))
+    with pytest.raises(
+        ShardError, match=r"'prompt_token_ids' row 3 has token id 3, outside the vocabulary \[0, 3\)"
+    ):
+        read_shard(shard_path(tmp_path / "vocab", 0), ROLLOUT_SCHEMA, vocab_size=3)

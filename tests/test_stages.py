@@ -94,6 +94,7 @@ def test_collect_rerun_is_a_no_op_and_same_seed_same_shards(collected, policy, t
     again = tmp_path / "again"
     again.mkdir()
     (again / shard_path(out, 0).name).write_bytes(shard_path(out, 0).read_bytes())
+    (again / "INPUTS.json").write_bytes((out / "INPUTS.json").read_bytes())  # what made that shard
     collect.run(cfg, again, actor, "ckpt0")
     assert read_stage(again).equals(read_stage(out))
 

@@ -1,12 +1,14 @@
 """The `vlmagent` command: a thin Typer layer that parses flags, loads the config and calls the stages
 (`stages/`, installed as vlmagent.stages).
 
-Exit codes: 0 success, 2 bad input (one red line saying what), 1 a failure.
+Exit codes: 0 success, 2 bad input (one red line saying what), 1 a failure (one line for a fault of the
+machine: a full disk, out of memory; the stages' own failures, e.g. a NaN loss).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sys
 import tomllib
@@ -52,13 +54,20 @@ class UserError(Exception):
     """A mistake in the command line or its inputs: exit 2 with one line."""
 
 
+# OSErrors that are the machine's fault, not the input's: exit 1, not 2
+MACHINE_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}
+
+
 @contextlib.contextmanager
 def cli_errors() -> Iterator[None]:
     try:
         yield
+    except (MemoryError, update_stage.UpdateError) as e:  # a failure, not bad input: one line all the same
+        err.print(f"[red]error:[/] {str(e) or type(e).__name__}", highlight=False)
+        raise typer.Exit(1) from None
     except (UserError, ShardError, CheckpointError, ValueError, OSError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+        raise typer.Exit(1 if isinstance(e, OSError) and e.errno in MACHINE_FAULTS else 2) from None
 
 
 def _settings_file(path: Path) -> dict[str, Any]:
@@ -131,6 +140,16 @@ EnvOpt = Annotated[str | None, Opt(help="env short name: numberline, ezpoints, p
 RunOpt = Annotated[Path | None, Opt(help="run directory (holds run.toml, ckpt/, iter/, eval/)")]
 SeedOpt = Annotated[int | None, Opt(help="seed; episodes and sampling derive from it")]
 CotOpt = Annotated[bool | None, Opt("--cot/--no-cot", help="chain-of-thought prompt or action-only")]
+OverwriteOpt = Annotated[
+    bool,
+    Opt(help="delete the output made from other inputs and start over (else: exit 2 naming the difference)"),
+]
+
+
+def _at_least(flag: str, value: int | float | None, lo: int) -> None:
+    """A flag that does not go through the config (whose fields load_config checks)."""
+    if value is not None and not value >= lo:  # `not >=`: NaN fails too
+        raise UserError(f"{flag} {value}: expected at least {lo}")
 
 
 @app.command("init-model")
@@ -145,6 +164,9 @@ def init_model_cmd(
     from vlmagent.policy.tiny import SIZES, init_model
 
     with cli_errors():
+        _at_least("--seed", seed, 0)
+        _at_least("--image-size", image_size, 8)
+        _at_least("--patch-size", patch_size, 1)
         if size not in SIZES:
             raise UserError(f"--size {size!r}: expected one of {', '.join(SIZES)}")
         if out.exists():
@@ -194,6 +216,7 @@ def collect(
     backend: Annotated[str | None, Opt(help="auto, hf or vllm")] = None,
     cot: CotOpt = None,
     shards: Annotated[str, Opt(help="i/n: collect only shards s with s % n == i")] = "0/1",
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Run envs with a policy; write one Parquet row per env step."""
 
@@ -211,8 +234,8 @@ def collect(
             k, path = loop_stage.current_policy(cfg, run, console.print)
             policy = str(path)
         out = out or rollouts_dir(run, k)  # type: ignore[arg-type]
-        with collect_stage.served(cfg, policy) as (actor, version):
-            manifest = collect_stage.run(cfg, out, actor, version, iteration=k, worker=_parse_shards(shards))
+        worker = _parse_shards(shards)
+        manifest = collect_stage.play(cfg, policy, out, iteration=k, worker=worker, overwrite=overwrite)
         if manifest is None:
             _print_partial(out)
             return
@@ -226,9 +249,11 @@ def score(
     out: Annotated[Path | None, Opt(help="output dir (default: run's iter/k/scored)")] = None,
     run: RunOpt = None,
     batch_size: Annotated[int, Opt(help="steps per forward pass")] = 8,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Values, old log-probs and GAE advantages for every collected step."""
     with cli_errors():
+        _at_least("--batch-size", batch_size, 1)
         cfg = _config(run)
         if run is not None:
             k = latest_ckpt(run) or 0
@@ -236,7 +261,7 @@ def score(
             policy = policy or str(ckpt_dir(run, k))
         if rollouts is None or out is None or policy is None:
             raise UserError("give --run, or all of --rollouts, --policy and --out")
-        manifest = score_stage.run(cfg, rollouts, policy, out, batch_size=batch_size)
+        manifest = score_stage.run(cfg, rollouts, policy, out, batch_size=batch_size, overwrite=overwrite)
         gap = manifest.get("logprob_gap_mean")
         console.print(
             f"scored {manifest['rows']} steps -> {out}; sampler-vs-trainer log-prob gap per token: "
@@ -250,6 +275,7 @@ def update(
     policy: Annotated[Path | None, Opt(help="checkpoint to start from (default: run's ckpt/k)")] = None,
     out: Annotated[Path | None, Opt(help="checkpoint to write (default: run's ckpt/k+1)")] = None,
     run: RunOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """PPO epochs on the scored steps; writes the next checkpoint."""
     with cli_errors():
@@ -261,7 +287,7 @@ def update(
             out, report = out or ckpt_dir(run, k + 1), update_json(run, k)
         if scored is None or out is None or policy is None:
             raise UserError("give --run, or all of --scored, --policy and --out")
-        stats = update_stage.run(cfg, scored, policy, out, report=report)
+        stats = update_stage.run(cfg, scored, policy, out, report=report, overwrite=overwrite)
         _print_summary(f"update -> {out}", {k: v for k, v in stats.items() if isinstance(v, int | float)})
 
 
@@ -276,10 +302,13 @@ def eval_(
     temperature: Annotated[float | None, Opt(help="0 = greedy")] = None,
     cot: CotOpt = None,
     shards: Annotated[str, Opt(help="i/n: play only shards s with s % n == i")] = "0/1",
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Play seeded held-out episodes and summarise success rate, return and parse failures."""
 
     with cli_errors():
+        _at_least("--seed", seed, 0)  # eval's seed is not the run's: it does not go through the config
+        worker = _parse_shards(shards)
         cfg = _config(run, env=env, eval_episodes=episodes, cot=cot, temperature=temperature)
         k = 0
         if policy is None:
@@ -291,7 +320,7 @@ def eval_(
             if run is None:
                 raise UserError("--out is required without --run")
             out = eval_dir(run, k)
-        summary = eval_stage.evaluate(cfg, policy, out, seed, worker=_parse_shards(shards))
+        summary = eval_stage.evaluate(cfg, policy, out, seed, worker=worker, overwrite=overwrite)
         if summary is None:
             _print_partial(out)
             return
@@ -318,6 +347,7 @@ def loop(
 ) -> None:
     """Eval the start, then collect -> score -> update, K times, then eval. Rerun after a kill: it continues."""
     with cli_errors():
+        _at_least("--iterations", iterations, 0)
         run = run or Path("runs") / (env or "blackjack")
         cfg = _config(
             run, config_file, env=env, episodes=episodes, max_new_tokens=max_new_tokens,
@@ -352,6 +382,7 @@ def demos(
 ) -> None:
     """Oracle episodes as trajectory shards (responses in the prompt's format) for `sft`."""
     with cli_errors():
+        _at_least("--seed", seed, 0)  # the demo seed (default: the run seed's offset), not the config's
         if run is None and out is None:
             raise UserError("give --out (or --run)")
         cfg = _config(run, env=env, episodes=episodes, cot=cot, demo_random_frac=random_frac)
@@ -372,11 +403,16 @@ def sft(
     batch_size: Annotated[int | None, Opt(help="rows per optimizer step")] = None,
     seed: SeedOpt = None,
     facts_only: Annotated[bool, Opt(help="targets cut to the image facts: a reading warm-up")] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Supervised fine-tuning on response tokens; resumable (rerun after a kill continues)."""
     with cli_errors():
+        if epochs is not None and not (0 < epochs < float("inf")):
+            raise UserError(f"--epochs {epochs}: expected a finite number > 0")
         cfg = _config(run, sft_steps=steps, sft_lr=lr, sft_batch_size=batch_size, seed=seed)
-        stats = sft_stage.run(cfg, data, policy, out, epochs=epochs, facts_only=facts_only)
+        stats = sft_stage.run(
+            cfg, data, policy, out, epochs=epochs, facts_only=facts_only, overwrite=overwrite
+        )
         _print_summary(f"sft -> {out}", {k: v for k, v in stats.items() if isinstance(v, int | float)})
         console.print(f"loss curve: {out / sft_stage.LOSS_PNG}")
 

@@ -15,17 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlmagent.envs import env_name
 
-def _f(default: Any, help: str, lo: float | None = None, hi: float | None = None) -> Any:
-    """A field with its one-line help and, for numbers, the range it must lie in (checked by load_config)."""
-    return field(default=default, metadata={"help": help, "lo": lo, "hi": hi})
+
+def _f(default: Any, help: str, lo: float | None = None, hi: float | None = None, rows: str = "") -> Any:
+    """A field with its one-line help, for numbers the range it must lie in (checked by load_config), and
+    the stages whose rows (or checkpoint) it changes (`rows`, recorded in their inputs: `stage_config`)."""
+    return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "rows": rows.split()})
 
 
 @dataclass
 class Config:
     # what and where
-    env: str = _f("blackjack", "environment short name (numberline, ezpoints, points24, blackjack, alfworld)")
-    run_name: str = _f("", "run name (defaults to the run directory's name)")
+    env: str = _f(
+        "blackjack",
+        "environment short name (numberline, ezpoints, points24, blackjack, alfworld)",
+        rows="collect",
+    )
+    run_name: str = _f("", "run name (defaults to the run directory's name)", rows="collect")
     policy: str = _f(
         "", "initial policy: a checkpoint dir, an HF model dir or hub id; empty = build the tiny model"
     )
@@ -33,77 +40,117 @@ class Config:
         "",
         "ALFWorld games root holding train/ and heldout/ (or the official valid_unseen/); empty:"
         " $VLMAGENT_ALFWORLD_GAMES, else the games shipped in data/alfworld",
+        rows="collect",
     )
-    seed: int = _f(0, "run seed: env seeds and sampling seeds derive from (seed, iteration, shard)", lo=0)
+    seed: int = _f(
+        0,
+        "run seed: env seeds and sampling seeds derive from (seed, iteration, shard)",
+        lo=0,
+        rows="update sft",
+    )
     # collection
     backend: str = _f("auto", "generation backend: auto (vllm on GPU if installed, else hf), vllm or hf")
-    episodes: int = _f(64, "episodes collected per iteration", lo=1)
+    episodes: int = _f(64, "episodes collected per iteration", lo=1, rows="collect")
     episodes_per_shard: int = _f(
         16,
         "episodes per shard: the unit of restart and of --shards i/n; collect refills its batch within a "
         "shard only: a few times num_envs keeps the batch full between episodes",
         lo=1,
+        rows="collect",
     )
     num_envs: int = _f(
         16,
         "envs stepped side by side, one batched generate call per step (at most one shard's episodes)",
         lo=1,
+        rows="collect",
     )
-    cot: bool = _f(True, "ask for chain-of-thought before the action (the paper's main setting)")
-    temperature: float = _f(0.2, "sampling temperature; log-probs are taken at this temperature too", lo=0)
-    max_new_tokens: int = _f(256, "max tokens generated per step", lo=1)
-    image_size: int = _f(300, "env observation size in pixels (the processor resizes for the model)", lo=8)
+    cot: bool = _f(
+        True, "ask for chain-of-thought before the action (the paper's main setting)", rows="collect"
+    )
+    temperature: float = _f(
+        0.2,
+        "sampling temperature; log-probs are taken at this temperature too",
+        lo=0,
+        rows="collect score update",
+    )
+    max_new_tokens: int = _f(256, "max tokens generated per step", lo=1, rows="collect")
+    image_size: int = _f(
+        300, "env observation size in pixels (the processor resizes for the model)", lo=8, rows="collect"
+    )
     parse_failure: str = _f(
         "auto",
         "on an unparseable response: 'random' legal action (paper, card tasks), 'penalty' (random action and "
         "parse_penalty), 'env' (the env judges the text: ALFWorld's -1, no move); auto: env for ALFWorld, else random",
+        rows="collect",
     )
     parse_penalty: float = _f(
-        -1.0, "reward added to a step whose response did not parse, when parse_failure=penalty"
+        -1.0,
+        "reward added to a step whose response did not parse, when parse_failure=penalty",
+        rows="collect",
     )
     # score / PPO (the paper's reference values)
-    gamma: float = _f(0.9, "discount over env steps", lo=0, hi=1)
-    gae_lambda: float = _f(0.95, "GAE lambda", lo=0, hi=1)
+    gamma: float = _f(0.9, "discount over env steps", lo=0, hi=1, rows="score")
+    gae_lambda: float = _f(0.95, "GAE lambda", lo=0, hi=1, rows="score")
     cot_lambda: float = _f(
-        0.5, "scale of the CoT tokens' log-prob in the action log-prob (0.2 for ALFWorld)", lo=0
+        0.5,
+        "scale of the CoT tokens' log-prob in the action log-prob (0.2 for ALFWorld)",
+        lo=0,
+        rows="score update",
     )
-    clip_coef: float = _f(0.1, "PPO ratio clip, also the value clip", lo=0)
-    clip_vloss: bool = _f(True, "clip the value loss around the scored value")
-    vf_coef: float = _f(0.5, "value loss coefficient", lo=0)
-    ent_coef: float = _f(0.0, "entropy bonus coefficient (the paper uses none)", lo=0)
-    norm_adv: bool = _f(True, "normalise advantages over each update's batch")
-    update_epochs: int = _f(4, "PPO epochs over each iteration's steps", lo=1)
-    minibatch_size: int = _f(4, "steps per mini-batch, over all torchrun ranks (each takes 1/N)", lo=1)
-    grad_accum: int = _f(4, "mini-batches per optimizer step (the paper: 1 x 128)", lo=1)
-    learning_rate: float = _f(1e-5, "peak Adam learning rate", lo=0)
-    min_learning_rate: float = _f(1e-9, "cosine schedule floor", lo=0)
+    clip_coef: float = _f(0.1, "PPO ratio clip, also the value clip", lo=0, rows="update")
+    clip_vloss: bool = _f(True, "clip the value loss around the scored value", rows="update")
+    vf_coef: float = _f(0.5, "value loss coefficient", lo=0, rows="update")
+    ent_coef: float = _f(0.0, "entropy bonus coefficient (the paper uses none)", lo=0, rows="update")
+    norm_adv: bool = _f(True, "normalise advantages over each update's batch", rows="update")
+    update_epochs: int = _f(4, "PPO epochs over each iteration's steps", lo=1, rows="update")
+    minibatch_size: int = _f(
+        4, "steps per mini-batch, over all torchrun ranks (each takes 1/N)", lo=1, rows="update"
+    )
+    grad_accum: int = _f(4, "mini-batches per optimizer step (the paper: 1 x 128)", lo=1, rows="update")
+    learning_rate: float = _f(1e-5, "peak Adam learning rate", lo=0, rows="update")
+    min_learning_rate: float = _f(1e-9, "cosine schedule floor", lo=0, rows="update")
     value_learning_rate: float = _f(
-        0.0, "peak Adam learning rate of the value head, on the same schedule (0: learning_rate)", lo=0
+        0.0,
+        "peak Adam learning rate of the value head, on the same schedule (0: learning_rate)",
+        lo=0,
+        rows="update",
     )
-    total_updates: int = _f(25, "updates the cosine schedule spans (the paper: 25)", lo=1)
-    adam_eps: float = _f(1e-7, "Adam epsilon", lo=0)
-    max_grad_norm: float = _f(0.01, "gradient norm clip", lo=0)
-    target_kl: float = _f(0.0, "stop an update's epochs early when approx KL exceeds this (0 = never)", lo=0)
+    total_updates: int = _f(25, "updates the cosine schedule spans (the paper: 25)", lo=1, rows="update")
+    adam_eps: float = _f(1e-7, "Adam epsilon", lo=0, rows="update")
+    max_grad_norm: float = _f(0.01, "gradient norm clip", lo=0, rows="update")
+    target_kl: float = _f(
+        0.0, "stop an update's epochs early when approx KL exceeds this (0 = never)", lo=0, rows="update"
+    )
     logprob_chunk: int = _f(512, "response tokens per chunk in the fused log-prob", lo=1)
     train_vision: bool = _f(
         True,
         "sft and update train the vision tower and projector (false: frozen as loaded; a randomly"
         " initialised tower trained with a tiny LM collapses to image-independent features)",
+        rows="update sft",
     )
     lora: bool = _f(False, "train LoRA adapters (peft) instead of the full model")
     lora_r: int = _f(8, "LoRA rank", lo=1)
     lora_alpha: int = _f(16, "LoRA alpha", lo=1)
     # demos and SFT (the warm start RL begins from)
     demo_random_frac: float = _f(
-        0.0, "share of demo steps whose action is a random legal one (imperfect demos on purpose)", lo=0, hi=1
+        0.0,
+        "share of demo steps whose action is a random legal one (imperfect demos on purpose)",
+        lo=0,
+        hi=1,
+        rows="demos",
     )
-    sft_steps: int = _f(500, "SFT optimizer steps (`vlmagent sft --epochs` overrides)", lo=1)
-    sft_batch_size: int = _f(16, "SFT rows (env steps) per optimizer step", lo=1)
-    sft_lr: float = _f(1e-3, "SFT peak AdamW learning rate (linear warm-up, then cosine to a tenth)", lo=0)
-    sft_warmup: int = _f(20, "SFT warm-up steps", lo=0)
-    sft_weight_decay: float = _f(0.0, "SFT AdamW weight decay", lo=0)
+    sft_steps: int = _f(500, "SFT optimizer steps (`vlmagent sft --epochs` overrides)", lo=1, rows="sft")
+    sft_batch_size: int = _f(16, "SFT rows (env steps) per optimizer step", lo=1, rows="sft")
+    sft_lr: float = _f(
+        1e-3, "SFT peak AdamW learning rate (linear warm-up, then cosine to a tenth)", lo=0, rows="sft"
+    )
+    sft_warmup: int = _f(20, "SFT warm-up steps", lo=0, rows="sft")
+    sft_weight_decay: float = _f(0.0, "SFT AdamW weight decay", lo=0, rows="sft")
     sft_vision_lr_scale: float = _f(
-        1.0, "SFT lr of the vision tower and projector as a multiple of sft_lr (when train_vision)", lo=0
+        1.0,
+        "SFT lr of the vision tower and projector as a multiple of sft_lr (when train_vision)",
+        lo=0,
+        rows="sft",
     )
     sft_save_every: int = _f(100, "SFT steps between resumable snapshots (model + optimizer + step)", lo=1)
     # eval
@@ -157,6 +204,14 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
             raise ValueError(f"{source}: {name} = {v!r} should be {bound}")
+    for name in ("env", "eval_env"):  # before any stage builds or loads anything for it
+        if getattr(cfg, name):
+            try:
+                env_name(getattr(cfg, name))
+            except ValueError as e:
+                raise ValueError(
+                    f"{'the command line' if overrides.get(name) is not None else where}: {e}"
+                ) from None
     if cfg.backend not in ("auto", "hf", "vllm"):
         raise ValueError(f"{where}: backend = {cfg.backend!r}: expected auto, hf or vllm")
     if cfg.tracker not in ("", "tensorboard", "wandb"):
@@ -172,6 +227,11 @@ def toml_text(values: dict[str, Any]) -> str:
 
 def save_config(cfg: Config, path: Path) -> None:
     Path(path).write_text(toml_text(config_dict(cfg)))
+
+
+def stage_config(cfg: Config, *stages: str) -> dict[str, Any]:
+    """The config fields that change the rows (or checkpoint) of these stages: part of their inputs."""
+    return {n: getattr(cfg, n) for n, f in FIELDS.items() if set(f.metadata["rows"]) & set(stages)}
 
 
 def config_dict(cfg: Config) -> dict[str, Any]:

@@ -267,7 +267,7 @@ def facts_only(response: str) -> str | None:
     warm-up (`vlmagent sft --facts-only`): the card tasks' image facts get the whole gradient."""
     try:
         fields = json.loads(response)
-    except (json.JSONDecodeError, TypeError):
+    except (json.JSONDecodeError, TypeError, RecursionError):  # RecursionError: deeply nested JSON
         return None
     if not isinstance(fields, dict) or "thoughts" not in fields:
         return None

@@ -2,8 +2,8 @@
 
 With LoRA the model part is the peft adapter and vlmagent.json names the base model (`base_model`).
 
-vlmagent.json holds what the caller passes in `meta` (parent checkpoint, step, config hash...) plus the
-list of files with their sizes; it is written last. The whole directory is built under a temporary name
+vlmagent.json holds what the caller passes in `meta` (parent checkpoint, step, config hash, the inputs
+that made it...) plus the list of files with their sizes and the weights' sha256; it is written last. The whole directory is built under a temporary name
 beside the target and renamed into place, so a reader never sees half a checkpoint. Extra files (the
 update stage's optimizer.pt, ...) are written by callables inside the same temporary directory.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlmagent.policy.lora import ADAPTER_CONFIG, base_model_of, is_lora, unwrap
 from vlmagent.policy.value import VALUE_HEAD_FILE, save_value_head
+from vlmagent.shards import ShardError, clean_stale_temps, read_json, sha256_file, weights_sha256
 
 if TYPE_CHECKING:  # a type only: load imports this module
     from vlmagent.policy.load import Policy
@@ -29,6 +31,13 @@ META_FILE = "vlmagent.json"
 
 class CheckpointError(RuntimeError):
     pass
+
+
+def is_run_checkpoint(d: str | Path) -> bool:
+    """A run's ckpt/NNNNNN: always written whole by save_checkpoint, so never to be read as a plain HF
+    model (one that lost its vlmagent.json, value head and Adam state would silently restart them)."""
+    d = Path(d)
+    return d.parent.name == "ckpt" and re.fullmatch(r"\d{6}", d.name) is not None
 
 
 def save_checkpoint(
@@ -48,11 +57,13 @@ def save_checkpoint(
     """
     dest, model = Path(dir), policy.model
     if dest.exists() and not overwrite:
-        raise FileExistsError(f"{dest} exists (pass overwrite=True to replace it)")
+        raise FileExistsError(f"{dest} exists (give another output)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
+    # a killed writer's temp dir (not its .old-PID one: killed mid-swap, that may be the only whole copy)
+    clean_stale_temps(dest.parent, re.compile(rf"^\.{re.escape(dest.name)}\.tmp-(\d+)$"))
     tmp.mkdir()
     try:
         if is_lora(model):  # adapter only, and which base it goes on
@@ -67,7 +78,7 @@ def save_checkpoint(
             if not (tmp / name).exists():
                 raise CheckpointError(f"extra file {name!r}: its writer created nothing")
         files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
-        record = {**meta, "format": FORMAT_VERSION, "files": files}
+        record = {**meta, "format": FORMAT_VERSION, "files": files, "sha256": weights_sha256(tmp)}
         (tmp / META_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         if dest.exists():  # overwrite: move the old one aside first, a rename cannot replace a dir
             old = dest.parent / f".{dest.name}.old-{os.getpid()}"
@@ -89,7 +100,12 @@ def check_checkpoint(dir: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{d}: no such checkpoint directory")
     if not (d / META_FILE).exists():
         raise CheckpointError(f"{d}: incomplete checkpoint, missing: {META_FILE}")
-    meta = json.loads((d / META_FILE).read_text())
+    try:
+        meta = read_json(d / META_FILE)
+    except ShardError as e:
+        raise CheckpointError(str(e)) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("files", {}), dict):
+        raise CheckpointError(f"{d / META_FILE}: expected a JSON object with a 'files' object")
     missing, wrong = [], []
     for name, size in meta.get("files", {}).items():
         if not (d / name).exists():
@@ -109,4 +125,8 @@ def check_checkpoint(dir: str | Path) -> dict[str, Any]:
             [f"wrong size: {', '.join(wrong)}"] if wrong else []
         )
         raise CheckpointError(f"{d}: incomplete checkpoint, {'; '.join(parts)}")
+    # same-size garbage passes the sizes: the weights' hashes (None: a file too big to hash at every load)
+    for name, digest in (meta.get("sha256") or {}).items():
+        if digest is not None and (d / name).exists() and sha256_file(d / name) != digest:
+            raise CheckpointError(f"{d / name}: checksum mismatch (changed since the checkpoint was written)")
     return meta

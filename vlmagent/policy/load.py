@@ -29,7 +29,7 @@ from transformers import (
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
-from vlmagent.policy.checkpoint import META_FILE, check_checkpoint
+from vlmagent.policy.checkpoint import META_FILE, CheckpointError, check_checkpoint, is_run_checkpoint
 from vlmagent.policy.lora import load_lora_model, unwrap
 from vlmagent.policy.value import VALUE_HEAD_FILE, ValueHead, load_value_head
 
@@ -195,6 +195,11 @@ class Policy:
         return self.lm_head.weight.device
 
     @property
+    def vocab_size(self) -> int:
+        """Rows of the input embedding: a token id at or above it is not one this model reads."""
+        return int(unwrap(self.model).get_input_embeddings().num_embeddings)
+
+    @property
     def pad_token_id(self) -> int:
         tok = self.tokenizer
         return tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
@@ -247,8 +252,10 @@ def load_policy(
     # a local dir by its absolute path: a LoRA checkpoint names its base by the path the base came from
     src = str(local.resolve()) if local.exists() else text
     meta: dict[str, Any] = {}
-    if (local / META_FILE).exists() or (local / VALUE_HEAD_FILE).exists():
-        meta = check_checkpoint(local)  # a value head without vlmagent.json is half a checkpoint
+    # a value head without vlmagent.json is half a checkpoint; a run's ckpt/NNNNNN is always a whole one
+    if (local / META_FILE).exists() or (local / VALUE_HEAD_FILE).exists() or is_run_checkpoint(local):
+        meta = check_checkpoint(local)
+    check_safetensors(local)
     dtype = dtype or default_dtype(device)
     if meta.get("base_model"):
         config = AutoConfig.from_pretrained(meta["base_model"])
@@ -274,6 +281,18 @@ def load_policy(
     else:
         value_head = ValueHead(hidden_size, seed=value_seed).to(device)
     return Policy(model, processor, value_head, family, meta, src)
+
+
+def check_safetensors(model_dir: Path) -> None:
+    """Each weight file's header parses (transformers' own error would not name the file)."""
+    from safetensors import safe_open
+
+    for f in sorted(model_dir.glob("*.safetensors")) if model_dir.is_dir() else []:
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                st.keys()
+        except Exception as e:  # SafetensorError, or an OSError for a header past the file's end
+            raise CheckpointError(f"{f}: not a readable safetensors file ({str(e)[:160]})") from None
 
 
 def chat_text(processor: ProcessorMixin, text: str, with_image: bool) -> str:

@@ -60,7 +60,10 @@ def load_value_head(path: str | Path, device: str | torch.device = "cpu") -> Val
         meta = f.metadata() or {}
     if "value_head" not in meta:
         raise ValueError(f"{path}: not a vlmagent value head (no value_head entry in its metadata)")
-    cfg = json.loads(meta["value_head"])
+    try:
+        cfg = json.loads(meta["value_head"])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: its value_head metadata is not valid JSON ({e})") from None
     head = ValueHead(cfg["hidden_size"], cfg["hidden_dims"])
     head.load_state_dict(load_file(str(path)))
     return head.to(device)

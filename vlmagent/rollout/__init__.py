@@ -8,12 +8,13 @@ the per-token log-probs of the sampled tokens at the sampling temperature.
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
+
+from vlmagent.shards import read_json
 
 
 @dataclass
@@ -78,7 +79,7 @@ def make_backend(name: str, policy_path: str, policy=None, **vllm_options) -> Ba
         from vlmagent.rollout.vllm import VLLMBackend
 
         meta_file = Path(policy_path) / "vlmagent.json"
-        base = json.loads(meta_file.read_text()).get("base_model") if meta_file.exists() else None
+        base = read_json(meta_file).get("base_model") if meta_file.exists() else None
         if base:
             return VLLMBackend(base, lora=policy_path, **vllm_options)
         return VLLMBackend(policy_path, **vllm_options)
