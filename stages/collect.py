@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vlmagent import prompts
 from vlmagent.config import Config, config_dict
-from vlmagent.envs import make_env
+from vlmagent.envs import env_class, make_env
 from vlmagent.policy.load import chat_text
 from vlmagent.rollout import Backend, Request, make_backend, token_char_offsets
 from vlmagent.shards import (
@@ -150,7 +150,7 @@ def shard_indices(episodes: int, per_shard: int) -> list[tuple[int, int]]:
 
 def env_kwargs(cfg: Config) -> dict[str, Any]:
     """make_env's keyword arguments for this config's env."""
-    if cfg.env.startswith("alfworld") and cfg.alfworld_games:
+    if env_class(cfg.env).takes_games_root and cfg.alfworld_games:
         return {"image_size": cfg.image_size, "games_root": cfg.alfworld_games}
     return {"image_size": cfg.image_size}
 
@@ -236,17 +236,18 @@ def run_episodes(
 def parse_failure_mode(cfg: Config) -> str:
     if cfg.parse_failure != "auto":
         return cfg.parse_failure
-    return "env" if cfg.env.startswith("alfworld") else "random"
+    return "env" if env_class(cfg.env).text_actions else "random"
 
 
 def episode_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Success is the paper's: an episode whose return is > 0; for ALFWorld (whose every step pays the
-    goal-condition rate) the game being won, from the last step's info."""
+    """Success is the paper's: an episode whose return is > 0; for an env with `success_in_info` (ALFWorld,
+    whose every step pays the goal-condition rate) the game being won, from the last step's info."""
     returns: dict[str, float] = {}
     won: dict[str, bool] = {}
+    success_in_info = {name: env_class(name).success_in_info for name in {r["env"] for r in rows}}
     for r in sorted(rows, key=lambda r: (r["episode_id"], r["step"])):
         returns[r["episode_id"]] = returns.get(r["episode_id"], 0.0) + r["reward"]
-        if r["env"].startswith("alfworld"):
+        if success_in_info[r["env"]]:
             won[r["episode_id"]] = bool(json.loads(r["info"]).get("success", False))
     n = max(len(returns), 1)
     steps = max(len(rows), 1)
