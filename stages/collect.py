@@ -187,35 +187,22 @@ def run_episodes(
         texts = [prompts.build_prompt(cfg.env, cfg.cot, envs[j].unwrapped.state_text()) for j in live]
         completions = actor([envs[j] for j in live], [obs[j] for j in live], texts, rng)
         for j, text, c in zip(live, texts, completions, strict=True):
-            env = envs[j]
-            legal = list(env.unwrapped.actions)
-            action, ok = prompts.parse(legal, c.response)
-            step_with: int | str = legal.index(action) if ok else 0
-            penalty = 0.0
-            if not ok and failure_mode == "env":
-                step_with = c.response  # the env judges the raw text (ALFWorld: -1, nothing moves)
-            elif not ok:
-                # The paper steps a random legal action; the penalty mode punishes the format too.
-                action = legal[int(rng.integers(len(legal)))]
-                step_with = legal.index(action)
-                penalty = cfg.parse_penalty if failure_mode == "penalty" else 0.0
+            action, step_with, penalty = env_action(
+                list(envs[j].unwrapped.actions), c.response, failure_mode, cfg, rng
+            )
             image = png_bytes(obs[j])
-            next_obs, reward, terminated, truncated, info = env.step(step_with)
+            next_obs, reward, terminated, truncated, info = envs[j].step(step_with)
+            episode_id = f"{meta['iteration']:06d}-{meta['shard']:05d}-{episode[j]:04d}"
             rows.append(
                 {
                     **meta,
-                    "episode_id": f"{meta['iteration']:06d}-{meta['shard']:05d}-{episode[j]:04d}",
+                    "episode_id": episode_id,
                     "step": steps[j],
                     "env_seed": env_seeds[episode[j]],
                     "image": image,
-                    "prompt": c.prompt or text,
-                    "prompt_token_ids": c.prompt_token_ids,
-                    "response_token_ids": c.response_token_ids,
-                    "response": c.response,
-                    "behavior_logprobs": c.logprobs,
-                    "action_token_start": c.action_token_start,
-                    "action": action if ok else None,
-                    "parse_ok": ok,
+                    **completion_columns(c, text),
+                    "action": action,
+                    "parse_ok": action is not None,
                     "reward": float(reward) + penalty,
                     "terminated": bool(terminated),
                     "truncated": bool(truncated),
@@ -231,6 +218,33 @@ def run_episodes(
     for e in envs:
         e.close()
     return sorted(rows, key=lambda r: (r["episode_id"], r["step"]))
+
+
+def env_action(
+    legal: list[str], response: str, failure_mode: str, cfg: Config, rng: np.random.Generator
+) -> tuple[str | None, int | str, float]:
+    """What a response makes the env step: (the legal action it names or None, what env.step takes, the
+    reward penalty). A response that names none: the env judges the raw text ("env"), or the paper's
+    random legal action is stepped ("random"; "penalty" also costs cfg.parse_penalty)."""
+    action, ok = prompts.parse(legal, response)
+    if ok:
+        return action, legal.index(action), 0.0
+    if failure_mode == "env":
+        return None, response, 0.0  # the env judges the raw text (ALFWorld: -1, nothing moves)
+    random_action = legal[int(rng.integers(len(legal)))]
+    return None, legal.index(random_action), cfg.parse_penalty if failure_mode == "penalty" else 0.0
+
+
+def completion_columns(c: Completion, prompt_text: str) -> dict[str, Any]:
+    """A row's columns of what the policy wrote (the prompt as sampled, else the task text)."""
+    return {
+        "prompt": c.prompt or prompt_text,
+        "prompt_token_ids": c.prompt_token_ids,
+        "response_token_ids": c.response_token_ids,
+        "response": c.response,
+        "behavior_logprobs": c.logprobs,
+        "action_token_start": c.action_token_start,
+    }
 
 
 def parse_failure_mode(cfg: Config) -> str:

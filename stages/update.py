@@ -18,6 +18,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,9 @@ def zero_weight_backward(policy: Policy, pad: pl.DataFrame, cfg: Config) -> None
     (0.0 * (out["action_logprobs"].sum() + out["values"].sum())).backward()
 
 
+LOSS_STATS = ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")
+
+
 def ppo_epochs(
     policy: Policy, df: pl.DataFrame, cfg: Config, optimizer: torch.optim.Optimizer, seed: int
 ) -> dict:
@@ -275,59 +279,90 @@ def ppo_epochs(
     rank, n_ranks = world()
     total, pad = df.height, df[:1]
     df = df[rank::n_ranks]
-    n = df.height
     targets = targets_of(df, cfg, policy.device)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     gen = torch.Generator().manual_seed(seed + rank)
     n_mb = math.ceil(math.ceil(total / n_ranks) / cfg.minibatch_size)
-    stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
-    grad_norms: list[float] = []
-    new_values = torch.zeros(n)
-    tokens, t0 = 0, time.perf_counter()
+    log: dict[str, list[float]] = {k: [] for k in (*LOSS_STATS, "grad_norm", "tokens")}
+    new_values = torch.zeros(df.height)
+    t0 = time.perf_counter()
     policy.model.train()
     with Progress(transient=True) as progress:
         task = progress.add_task("update", total=cfg.update_epochs * n_mb)
         for epoch in range(cfg.update_epochs):
-            perm = torch.randperm(n, generator=gen)
-            epoch_kl = []
-            for m in range(n_mb):
-                idx = perm[m * cfg.minibatch_size : (m + 1) * cfg.minibatch_size]
-                group_start = (m // cfg.grad_accum) * cfg.grad_accum
-                step_now = (m + 1) % cfg.grad_accum == 0 or m == n_mb - 1
-                if len(idx) == 0:
-                    zero_weight_backward(policy, pad, cfg)
-                    if step_now:
-                        grad_norms.append(optimizer_step(policy, params, optimizer, cfg, epoch))
-                    continue
-                b = df[idx.tolist()]
-                # mean over the accumulation group, whose last one may be short
-                scale = min(cfg.grad_accum, n_mb - group_start)
-                out, st = minibatch_backward(
-                    policy, b, idx, targets, cfg, scale, where=f"epoch {epoch}, mini-batch {m}"
-                )
-                if step_now:
-                    grad_norms.append(optimizer_step(policy, params, optimizer, cfg, epoch))
-                if epoch == 0:
-                    new_values[idx] = out["values"].detach().float().cpu()
-                for k in stats:
-                    stats[k].append(st[k])
-                epoch_kl.append(st["approx_kl"])
-                tokens += sum(len(r) for r in b["response_token_ids"].to_list())
-                progress.advance(task)
+            perm = torch.randperm(df.height, generator=gen)
+            minibatches = [perm[m * cfg.minibatch_size : (m + 1) * cfg.minibatch_size] for m in range(n_mb)]
+            epoch_kl = ppo_epoch(
+                policy, optimizer, cfg, epoch, df, pad, targets, minibatches, log, new_values,
+                advance=lambda: progress.advance(task),
+            )  # fmt: skip
             # every rank stops at the same epoch: a rank that went on would wait for the others forever
-            if cfg.target_kl > 0 and mean_over_ranks(sum(epoch_kl) / max(len(epoch_kl), 1)) > cfg.target_kl:
+            if cfg.target_kl > 0 and mean_over_ranks(epoch_kl) > cfg.target_kl:
                 break
     policy.model.eval()
-    dt = time.perf_counter() - t0
+    return update_stats(log, epoch + 1, new_values, targets, time.perf_counter() - t0)
+
+
+def ppo_epoch(
+    policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    cfg: Config,
+    epoch: int,
+    df: pl.DataFrame,
+    pad: pl.DataFrame,
+    targets: Targets,
+    minibatches: list[torch.Tensor],
+    log: dict[str, list[float]],
+    new_values: torch.Tensor,
+    advance: Callable[[], None],
+) -> float:
+    """One pass over this rank's steps `df` in `minibatches` (row indices; an empty one runs `pad` at zero
+    weight), an optimizer step after every `grad_accum` of them. Appends each mini-batch's stats and each
+    step's gradient norm to `log`, writes the first epoch's values into `new_values`; returns this rank's
+    mean approx KL over the epoch."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    n_mb = len(minibatches)
+    epoch_kl = []
+    for m, idx in enumerate(minibatches):
+        group_start = (m // cfg.grad_accum) * cfg.grad_accum
+        step_now = (m + 1) % cfg.grad_accum == 0 or m == n_mb - 1
+        if len(idx) == 0:
+            zero_weight_backward(policy, pad, cfg)
+            if step_now:
+                log["grad_norm"].append(optimizer_step(policy, params, optimizer, cfg, epoch))
+            continue
+        b = df[idx.tolist()]
+        # mean over the accumulation group, whose last one may be short
+        scale = min(cfg.grad_accum, n_mb - group_start)
+        out, st = minibatch_backward(
+            policy, b, idx, targets, cfg, scale, where=f"epoch {epoch}, mini-batch {m}"
+        )
+        if step_now:
+            log["grad_norm"].append(optimizer_step(policy, params, optimizer, cfg, epoch))
+        if epoch == 0:
+            new_values[idx] = out["values"].detach().float().cpu()
+        for k in LOSS_STATS:
+            log[k].append(st[k])
+        epoch_kl.append(st["approx_kl"])
+        log["tokens"].append(sum(len(r) for r in b["response_token_ids"].to_list()))
+        advance()
+    return sum(epoch_kl) / max(len(epoch_kl), 1)
+
+
+def update_stats(
+    log: dict[str, list[float]], epochs: int, new_values: torch.Tensor, targets: Targets, seconds: float
+) -> dict[str, Any]:
+    """update.json's numbers: the mean of each loss stat over mini-batches, of the gradient norm over
+    optimizer steps, and the first epoch's values against the returns."""
+    grad_norms = log["grad_norm"]
     return {
-        **{k: sum(v) / max(len(v), 1) for k, v in stats.items()},
-        "epochs": epoch + 1,
-        "steps": n,
+        **{k: sum(log[k]) / max(len(log[k]), 1) for k in LOSS_STATS},
+        "epochs": epochs,
+        "steps": len(new_values),
         "optimizer_steps": len(grad_norms),
         "grad_norm": sum(grad_norms) / max(len(grad_norms), 1),
         "explained_variance": explained_variance(new_values, targets.returns.cpu()),
-        "tokens_per_s": tokens / dt,
-        "seconds": dt,
+        "tokens_per_s": sum(log["tokens"]) / seconds,
+        "seconds": seconds,
     }
 
 
