@@ -129,6 +129,14 @@ def served(cfg: Config, policy: str) -> Iterator[tuple[Actor, str]]:
         backend.close()
 
 
+def collect(
+    cfg: Config, policy: str, out: Path, iteration: int = 0, worker: tuple[int, int] = (0, 1)
+) -> dict[str, Any] | None:
+    """`run` with `policy` served (see `served`): the manifest, or None while other workers' shards are missing."""
+    with served(cfg, policy) as (actor, version):
+        return run(cfg, out, actor, version, iteration=iteration, worker=worker)
+
+
 def episode_seeds(seed: int, iteration: int, shard: int, n: int) -> tuple[list[int], int]:
     """Env seeds of a shard's episodes and its sampling seed, from (run seed, iteration, shard) only."""
     state = np.random.SeedSequence([seed, iteration, shard]).generate_state(n + 1, dtype=np.uint32)

@@ -41,8 +41,7 @@ def current_policy(cfg: Config, run_dir: Path, echo: Echo) -> tuple[int, Path]:
 def iteration(cfg: Config, run_dir: Path, k: int, echo: Echo) -> None:
     """collect with policy k, score, update to ckpt/k+1; one line on how it went."""
     policy = str(ckpt_dir(run_dir, k))
-    with collect.served(cfg, policy) as (actor, version):
-        collect.run(cfg, rollouts_dir(run_dir, k), actor, version, iteration=k)
+    collect.collect(cfg, policy, rollouts_dir(run_dir, k), iteration=k)
     score.run(cfg, rollouts_dir(run_dir, k), policy, scored_dir(run_dir, k))
     stats = update.run(
         cfg, scored_dir(run_dir, k), policy, ckpt_dir(run_dir, k + 1), report=update_json(run_dir, k)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,9 +20,18 @@ from transformers.utils import logging as hf_logging
 from typer import Argument as Arg
 from typer import Option as Opt
 
-from vlmagent.config import Config, config_dict, load_config, save_config
+from vlmagent.config import Config, config_dict, load_config
 from vlmagent.policy.checkpoint import CheckpointError
-from vlmagent.rundir import RUN_TOML, ckpt_dir, eval_dir, latest_ckpt, rollouts_dir, scored_dir, update_json
+from vlmagent.rundir import (
+    RUN_TOML,
+    ckpt_dir,
+    eval_dir,
+    latest_ckpt,
+    rollouts_dir,
+    run_config,
+    scored_dir,
+    update_json,
+)
 from vlmagent.shards import ShardError
 from vlmagent.stages import collect as collect_stage
 from vlmagent.stages import demos as demos_stage
@@ -61,46 +69,8 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def _settings_file(path: Path) -> dict[str, Any]:
-    """A run.toml given with --config: its settings, checked, with relative paths made relative to the file
-    (so `--config data/quickstart/run.toml` finds the checkpoint beside it from any directory)."""
-    if not path.is_file():
-        raise UserError(f"--config {path}: no such file")
-    load_config(path)  # unknown keys and wrong types, named
-    with open(path, "rb") as f:
-        values = tomllib.load(f)
-    for key in ("policy", "alfworld_games"):
-        v = values.get(key)
-        if v and not Path(v).is_absolute() and (path.parent / v).exists():
-            values[key] = str((path.parent / v).resolve())
-    return values
-
-
 def _config(run: Path | None, config_file: Path | None = None, **overrides: Any) -> Config:
-    """run.toml of the run (created on first use from --config's file, then the flags) with the flags on top.
-
-    A run keeps the settings it was created with: --config on an existing run must agree with its run.toml."""
-    settings = _settings_file(config_file) if config_file else {}
-    overrides = {**settings, **{k: v for k, v in overrides.items() if v is not None}}
-    if run is None:
-        return load_config(None, **overrides)
-    toml = run / RUN_TOML
-    if settings and toml.exists():
-        saved = config_dict(load_config(toml))
-        for key, v in settings.items():
-            if saved[key] != v:
-                raise UserError(
-                    f"--config {config_file}: {key} = {v!r}, but {toml} has {saved[key]!r}"
-                    " (a run keeps its settings: give another --run)"
-                )
-    cfg = load_config(toml, **overrides)
-    if not cfg.run_name:
-        cfg.run_name = run.name
-    if not toml.exists():
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, toml)
-        console.print(f"created {toml}")
-    return cfg
+    return run_config(run, config_file, console.print, **overrides)
 
 
 def _print_partial(out: Path) -> None:
@@ -211,8 +181,7 @@ def collect(
             k, path = loop_stage.current_policy(cfg, run, console.print)
             policy = str(path)
         out = out or rollouts_dir(run, k)  # type: ignore[arg-type]
-        with collect_stage.served(cfg, policy) as (actor, version):
-            manifest = collect_stage.run(cfg, out, actor, version, iteration=k, worker=_parse_shards(shards))
+        manifest = collect_stage.collect(cfg, policy, out, iteration=k, worker=_parse_shards(shards))
         if manifest is None:
             _print_partial(out)
             return
@@ -325,11 +294,7 @@ def loop(
         )  # fmt: skip
         check_installed(cfg.tracker)
         loop_stage.run(cfg, run, iterations, echo=console.print)
-        rows = report_stage.gather(run)
-        console.print(report_stage.table(rows, f"{run}: per iteration"))
-        png = report_stage.plot(rows, run / report_stage.CURVE_PNG, run.resolve().name)
-        console.print(report_stage.before_after(rows))
-        console.print(f"learning curve: {png}")
+        report_stage.show(run, console.print, with_before_after=True)
 
 
 @app.command()
@@ -393,13 +358,7 @@ def report(
     with cli_errors():
         if not run.is_dir():
             raise UserError(f"{run}: no such run directory")
-        rows = report_stage.gather(run)
-        if not rows:
-            raise UserError(f"{run}: no iterations yet (no iter/k/rollouts, update.json or eval/k)")
-        console.print(report_stage.table(rows, f"{run}: per iteration"))
-        console.print(
-            f"learning curve: {report_stage.plot(rows, png or run / report_stage.CURVE_PNG, run.resolve().name)}"
-        )
+        report_stage.show(run, console.print, png)
         if tracker is not None:
             if tracker not in ("tensorboard", "wandb"):
                 raise UserError(f"--tracker {tracker!r}: expected tensorboard or wandb")
