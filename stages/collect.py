@@ -195,33 +195,20 @@ def run_episodes(
         texts = [prompts.build_prompt(cfg.env, cfg.cot, envs[j].unwrapped.state_text()) for j in live]
         completions = actor([envs[j] for j in live], [obs[j] for j in live], texts, rng)
         for j, text, c in zip(live, texts, completions, strict=True):
-            action, step_with, penalty = env_action(
-                list(envs[j].unwrapped.actions), c.response, failure_mode, cfg, rng
-            )
-            image = png_bytes(obs[j])
-            next_obs, reward, terminated, truncated, info = envs[j].step(step_with)
-            episode_id = f"{meta['iteration']:06d}-{meta['shard']:05d}-{episode[j]:04d}"
+            columns, obs[j], done = play_step(envs[j], obs[j], text, c, failure_mode, cfg, rng)
             rows.append(
                 {
                     **meta,
-                    "episode_id": episode_id,
+                    "episode_id": f"{meta['iteration']:06d}-{meta['shard']:05d}-{episode[j]:04d}",
                     "step": steps[j],
                     "env_seed": env_seeds[episode[j]],
-                    "image": image,
-                    **completion_columns(c, text),
-                    "action": action,
-                    "parse_ok": action is not None,
-                    "reward": float(reward) + penalty,
-                    "terminated": bool(terminated),
-                    "truncated": bool(truncated),
-                    "info": json.dumps(info, sort_keys=True, default=str),
+                    **columns,
                 }
             )
             steps[j] += 1
-            obs[j] = next_obs
             if on_step is not None:
-                on_step(len(c.response_token_ids), int(terminated or truncated))
-            if terminated or truncated:
+                on_step(len(c.response_token_ids), int(done))
+            if done:
                 episode[j] = -1
     for e in envs:
         e.close()
@@ -243,16 +230,36 @@ def env_action(
     return None, legal.index(random_action), cfg.parse_penalty if failure_mode == "penalty" else 0.0
 
 
-def completion_columns(c: Completion, prompt_text: str) -> dict[str, Any]:
-    """A row's columns of what the policy wrote (the prompt as sampled, else the task text)."""
-    return {
-        "prompt": c.prompt or prompt_text,
+def play_step(
+    env: gym.Env,
+    obs: np.ndarray,
+    prompt_text: str,
+    c: Completion,
+    failure_mode: str,
+    cfg: Config,
+    rng: np.random.Generator,
+) -> tuple[dict[str, Any], np.ndarray, bool]:
+    """Step `env` (showing `obs`) with what completion `c` names: the step's row columns (all but the
+    episode's), the next observation, and whether the episode ended."""
+    action, step_with, penalty = env_action(list(env.unwrapped.actions), c.response, failure_mode, cfg, rng)
+    image = png_bytes(obs)
+    next_obs, reward, terminated, truncated, info = env.step(step_with)
+    columns = {
+        "image": image,
+        "prompt": c.prompt or prompt_text,  # the prompt as sampled, else the task text (oracle, random)
         "prompt_token_ids": c.prompt_token_ids,
         "response_token_ids": c.response_token_ids,
         "response": c.response,
         "behavior_logprobs": c.logprobs,
         "action_token_start": c.action_token_start,
+        "action": action,
+        "parse_ok": action is not None,
+        "reward": float(reward) + penalty,
+        "terminated": bool(terminated),
+        "truncated": bool(truncated),
+        "info": json.dumps(info, sort_keys=True, default=str),
     }
+    return columns, next_obs, bool(terminated or truncated)
 
 
 def parse_failure_mode(cfg: Config) -> str:
