@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vlmagent import prompts
 from vlmagent.config import Config, config_dict, stage_config
-from vlmagent.envs import make_env
+from vlmagent.envs import env_class, make_env
 from vlmagent.policy.load import chat_text
 from vlmagent.rollout import Backend, Request, make_backend, token_char_offsets
 from vlmagent.shards import (
@@ -153,7 +153,7 @@ def shard_indices(episodes: int, per_shard: int) -> list[tuple[int, int]]:
 
 def env_kwargs(cfg: Config) -> dict[str, Any]:
     """make_env's keyword arguments for this config's env."""
-    if cfg.env.startswith("alfworld") and cfg.alfworld_games:
+    if env_class(cfg.env).takes_games_root and cfg.alfworld_games:
         return {"image_size": cfg.image_size, "games_root": cfg.alfworld_games}
     return {"image_size": cfg.image_size}
 
@@ -190,66 +190,88 @@ def run_episodes(
         texts = [prompts.build_prompt(cfg.env, cfg.cot, envs[j].unwrapped.state_text()) for j in live]
         completions = actor([envs[j] for j in live], [obs[j] for j in live], texts, rng)
         for j, text, c in zip(live, texts, completions, strict=True):
-            env = envs[j]
-            legal = list(env.unwrapped.actions)
-            action, ok = prompts.parse(legal, c.response)
-            step_with: int | str = legal.index(action) if ok else 0
-            penalty = 0.0
-            if not ok and failure_mode == "env":
-                step_with = c.response  # the env judges the raw text (ALFWorld: -1, nothing moves)
-            elif not ok:
-                # The paper steps a random legal action; the penalty mode punishes the format too.
-                action = legal[int(rng.integers(len(legal)))]
-                step_with = legal.index(action)
-                penalty = cfg.parse_penalty if failure_mode == "penalty" else 0.0
-            image = png_bytes(obs[j])
-            next_obs, reward, terminated, truncated, info = env.step(step_with)
+            columns, obs[j], done = play_step(envs[j], obs[j], text, c, failure_mode, cfg, rng)
             rows.append(
                 {
                     **meta,
                     "episode_id": f"{meta['iteration']:06d}-{meta['shard']:05d}-{episode[j]:04d}",
                     "step": steps[j],
                     "env_seed": env_seeds[episode[j]],
-                    "image": image,
-                    "prompt": c.prompt or text,
-                    "prompt_token_ids": c.prompt_token_ids,
-                    "response_token_ids": c.response_token_ids,
-                    "response": c.response,
-                    "behavior_logprobs": c.logprobs,
-                    "action_token_start": c.action_token_start,
-                    "action": action if ok else None,
-                    "parse_ok": ok,
-                    "reward": float(reward) + penalty,
-                    "terminated": bool(terminated),
-                    "truncated": bool(truncated),
-                    "info": json.dumps(info, sort_keys=True, default=str),
+                    **columns,
                 }
             )
             steps[j] += 1
-            obs[j] = next_obs
             if on_step is not None:
-                on_step(len(c.response_token_ids), int(terminated or truncated))
-            if terminated or truncated:
+                on_step(len(c.response_token_ids), int(done))
+            if done:
                 episode[j] = -1
     for e in envs:
         e.close()
     return sorted(rows, key=lambda r: (r["episode_id"], r["step"]))
 
 
+def env_action(
+    legal: list[str], response: str, failure_mode: str, cfg: Config, rng: np.random.Generator
+) -> tuple[str | None, int | str, float]:
+    """What a response makes the env step: (the legal action it names or None, what env.step takes, the
+    reward penalty). A response that names none: the env judges the raw text ("env"), or the paper's
+    random legal action is stepped ("random"; "penalty" also costs cfg.parse_penalty)."""
+    action, ok = prompts.parse(legal, response)
+    if ok:
+        return action, legal.index(action), 0.0
+    if failure_mode == "env":
+        return None, response, 0.0  # the env judges the raw text (ALFWorld: -1, nothing moves)
+    random_action = legal[int(rng.integers(len(legal)))]
+    return None, legal.index(random_action), cfg.parse_penalty if failure_mode == "penalty" else 0.0
+
+
+def play_step(
+    env: gym.Env,
+    obs: np.ndarray,
+    prompt_text: str,
+    c: Completion,
+    failure_mode: str,
+    cfg: Config,
+    rng: np.random.Generator,
+) -> tuple[dict[str, Any], np.ndarray, bool]:
+    """Step `env` (showing `obs`) with what completion `c` names: the step's row columns (all but the
+    episode's), the next observation, and whether the episode ended."""
+    action, step_with, penalty = env_action(list(env.unwrapped.actions), c.response, failure_mode, cfg, rng)
+    image = png_bytes(obs)
+    next_obs, reward, terminated, truncated, info = env.step(step_with)
+    columns = {
+        "image": image,
+        "prompt": c.prompt or prompt_text,  # the prompt as sampled, else the task text (oracle, random)
+        "prompt_token_ids": c.prompt_token_ids,
+        "response_token_ids": c.response_token_ids,
+        "response": c.response,
+        "behavior_logprobs": c.logprobs,
+        "action_token_start": c.action_token_start,
+        "action": action,
+        "parse_ok": action is not None,
+        "reward": float(reward) + penalty,
+        "terminated": bool(terminated),
+        "truncated": bool(truncated),
+        "info": json.dumps(info, sort_keys=True, default=str),
+    }
+    return columns, next_obs, bool(terminated or truncated)
+
+
 def parse_failure_mode(cfg: Config) -> str:
     if cfg.parse_failure != "auto":
         return cfg.parse_failure
-    return "env" if cfg.env.startswith("alfworld") else "random"
+    return "env" if env_class(cfg.env).text_actions else "random"
 
 
 def episode_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Success is the paper's: an episode whose return is > 0; for ALFWorld (whose every step pays the
-    goal-condition rate) the game being won, from the last step's info."""
+    """Success is the paper's: an episode whose return is > 0; for an env with `success_in_info` (ALFWorld,
+    whose every step pays the goal-condition rate) the game being won, from the last step's info."""
     returns: dict[str, float] = {}
     won: dict[str, bool] = {}
+    success_in_info = {name: env_class(name).success_in_info for name in {r["env"] for r in rows}}
     for r in sorted(rows, key=lambda r: (r["episode_id"], r["step"])):
         returns[r["episode_id"]] = returns.get(r["episode_id"], 0.0) + r["reward"]
-        if r["env"].startswith("alfworld"):
+        if success_in_info[r["env"]]:
             won[r["episode_id"]] = bool(json.loads(r["info"]).get("success", False))
     n = max(len(returns), 1)
     steps = max(len(rows), 1)

@@ -7,6 +7,7 @@ draws the learning curve into the run directory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,21 @@ COLUMNS = [
     ("eval success", "eval_success", "{:.3f}"),
     ("eval return", "eval_return", "{:.3f}"),
 ]
+
+
+def show(
+    run: Path, echo: Callable[[Any], None], png: Path | None = None, with_before_after: bool = False
+) -> None:
+    """What `vlmagent report` (and `loop` at its end) prints: the per-iteration table, the before/after line
+    when asked, and where the learning curve (png, default RUN/learning_curve.png) was drawn."""
+    rows = gather(run)
+    if not rows:
+        raise ValueError(f"{run}: no iterations yet (no iter/k/rollouts, update.json or eval/k)")
+    echo(table(rows, f"{run}: per iteration"))
+    curve = plot(rows, png or run / CURVE_PNG, run.resolve().name)
+    if with_before_after:
+        echo(before_after(rows))
+    echo(f"learning curve: {curve}")
 
 
 def _indices(root: Path) -> set[int]:

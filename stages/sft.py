@@ -20,7 +20,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,89 +168,26 @@ def run(
     df = read_data(data)
     if facts_only:
         df = facts_only_rows(df)
-    if epochs is not None:
-        steps = math.ceil(epochs * df.height / cfg.sft_batch_size)
-    steps = cfg.sft_steps if steps is None else steps
-    if steps < 1:
-        raise ValueError(f"SFT needs at least one step, got {steps}")
+    steps = step_count(cfg, df.height, steps, epochs)
     state = state_dir(out)
     resume = (state / META_FILE).exists() and stage_done(state, inputs)  # never resume other inputs' snapshot
-    policy = with_lora(load_policy(state if resume else policy_path), cfg)
-    start = int(policy.meta.get("sft_step", 0)) if resume else 0
-    parent = policy.meta.get("sft_parent", str(policy_path)) if resume else str(policy_path)
-    source = policy.meta.get("source", parent)
-    # the value head is not trained here: RL fits it from its own returns
-    # A randomly initialised vision tower trained at the LM's pace collapses to image-independent
-    # features before the LM learns to read them: it gets its own (lower) learning rate, or none.
-    if not cfg.train_vision:
-        policy.freeze_vision()
-    vision = {id(p) for p in policy.vision_parameters()}
-    params = [p for p in policy.model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if id(p) not in vision], "scale": 1.0}]
-    if any(id(p) in vision for p in params):
-        groups.append({"params": [p for p in params if id(p) in vision], "scale": cfg.sft_vision_lr_scale})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.sft_lr, weight_decay=cfg.sft_weight_decay)
-    history: list[dict[str, float]] = []
-    if resume:
-        optimizer.load_state_dict(torch.load(state / STATE_OPTIMIZER, weights_only=True))
-        history = read_json(state / "history.json")
+    policy, start, lineage = load_start(cfg, policy_path, state if resume else None)
+    params, optimizer = make_optimizer(cfg, policy)
+    history = load_snapshot(state, optimizer) if resume else []
     prompt_ids, response_ids = tokenize_rows(policy, df)
     images = df["image"].to_list()
-    reading_steps, reading_prompt_ids = (steps // 2 if facts_only else 0), prompt_ids
-    if reading_steps:
-        short = df.with_columns(pl.Series("prompt", [facts_prompt(e) for e in df["env"].to_list()]))
-        reading_prompt_ids = tokenize_rows(policy, short)[0]
+    reading_steps = steps // 2 if facts_only else 0
+    reading_prompt_ids = reading_prompts(policy, df) if reading_steps else prompt_ids
+
+    def batch(step: int) -> tuple[list[list[int]], list[list[int]], list[bytes | None]]:
+        idx = batch_indices(df.height, cfg.sft_batch_size, step, cfg.seed)
+        prompts_now = reading_prompt_ids if step < reading_steps else prompt_ids
+        return [prompts_now[i] for i in idx], [response_ids[i] for i in idx], [images[i] for i in idx]
 
     def snapshot(step: int) -> None:
-        meta = {"sft_step": step, "sft_parent": parent, "source": source, "inputs": inputs}
-        save_checkpoint(
-            state,
-            policy,
-            meta,
-            extra_files={
-                STATE_OPTIMIZER: lambda p: torch.save(optimizer.state_dict(), p),
-                "history.json": lambda p: p.write_text(json.dumps(history)),
-            },
-            overwrite=True,
-        )
+        save_snapshot(state, policy, optimizer, history, {"sft_step": step, **lineage, "inputs": inputs})
 
-    policy.model.train()
-    t0, tokens = time.perf_counter(), 0
-    with Progress(
-        TextColumn("[bold]sft[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]} {task.fields[rate]}"),
-        TimeRemainingColumn(),
-        transient=True,
-    ) as progress:
-        task = progress.add_task("sft", total=steps, completed=start, loss="", rate="")
-        for step in range(start, steps):
-            idx = batch_indices(df.height, cfg.sft_batch_size, step, cfg.seed)
-            lr = lr_at(cfg, step, steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["scale"]
-            prompts_now = reading_prompt_ids if step < reading_steps else prompt_ids
-            loss = sft_loss(
-                policy,
-                [prompts_now[i] for i in idx],
-                [response_ids[i] for i in idx],
-                [images[i] for i in idx],
-            )
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"non-finite SFT loss at step {step}; the last snapshot is kept")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
-            optimizer.step()
-            tokens += sum(len(response_ids[i]) for i in idx)
-            history.append({"step": step + 1, "loss": loss.item(), "lr": lr, "grad_norm": grad_norm})
-            dt = time.perf_counter() - t0
-            progress.update(task, advance=1, loss=f"{loss.item():.4f}", rate=f"{tokens / dt:.0f} tok/s")
-            if (step + 1) % cfg.sft_save_every == 0 and step + 1 < steps:
-                snapshot(step + 1)
-    policy.model.eval()
-    seconds = time.perf_counter() - t0
+    seconds, tokens = train(cfg, policy, optimizer, params, batch, range(start, steps), history, snapshot)
     tail = history[-max(1, min(20, len(history))) :]
     stats = {
         "steps": steps,
@@ -262,35 +199,167 @@ def run(
         "final_loss": sum(h["loss"] for h in tail) / len(tail),  # mean of the last 20 steps
         "seconds": seconds,  # this process's share (a resumed run counts from its restart)
         "response_tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
-        "parent": parent,
+        "parent": lineage["sft_parent"],
         "data": [str(d) for d in data],
         "facts_only": facts_only,
         "reading_prompt_steps": reading_steps,
     }
+    save_result(cfg, out, policy, df, history, stats, lineage["source"], inputs, overwrite)
+    shutil.rmtree(state, ignore_errors=True)
+    return stats
+
+
+def step_count(cfg: Config, rows: int, steps: int | None, epochs: float | None) -> int:
+    """Optimizer steps: `epochs` passes over `rows` when given, else `steps`, else cfg.sft_steps."""
+    if epochs is not None:
+        steps = math.ceil(epochs * rows / cfg.sft_batch_size)
+    steps = cfg.sft_steps if steps is None else steps
+    if steps < 1:
+        raise ValueError(f"SFT needs at least one step, got {steps}")
+    return steps
+
+
+def load_start(
+    cfg: Config, policy_path: str | Path, snapshot: Path | None
+) -> tuple[Policy, int, dict[str, str]]:
+    """The policy to train, the step it is at and its lineage (sft_parent, source): from the `snapshot` a
+    killed run left, else from `policy_path` at step 0."""
+    policy = with_lora(load_policy(snapshot or policy_path), cfg)
+    if snapshot is None:
+        return (
+            policy,
+            0,
+            {"sft_parent": str(policy_path), "source": policy.meta.get("source", str(policy_path))},
+        )
+    parent = policy.meta.get("sft_parent", str(policy_path))
+    lineage = {"sft_parent": parent, "source": policy.meta.get("source", parent)}
+    return policy, int(policy.meta.get("sft_step", 0)), lineage
+
+
+def make_optimizer(cfg: Config, policy: Policy) -> tuple[list[torch.nn.Parameter], torch.optim.AdamW]:
+    """AdamW over the model's trained parameters; each group's `scale` multiplies the scheduled lr."""
+    # the value head is not trained here: RL fits it from its own returns
+    # A randomly initialised vision tower trained at the LM's pace collapses to image-independent
+    # features before the LM learns to read them: it gets its own (lower) learning rate, or none.
+    if not cfg.train_vision:
+        policy.freeze_vision()
+    vision = {id(p) for p in policy.vision_parameters()}
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) not in vision], "scale": 1.0}]
+    if any(id(p) in vision for p in params):
+        groups.append({"params": [p for p in params if id(p) in vision], "scale": cfg.sft_vision_lr_scale})
+    return params, torch.optim.AdamW(groups, lr=cfg.sft_lr, weight_decay=cfg.sft_weight_decay)
+
+
+def load_snapshot(state: Path, optimizer: torch.optim.Optimizer) -> list[dict[str, float]]:
+    """Restore the optimizer from the snapshot in `state`; its loss history."""
+    optimizer.load_state_dict(torch.load(state / STATE_OPTIMIZER, weights_only=True))
+    return read_json(state / "history.json")
+
+
+def save_snapshot(
+    state: Path,
+    policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    history: list[dict[str, float]],
+    meta: dict[str, Any],
+) -> None:
+    """The resumable snapshot: model, optimizer, loss history so far."""
+    save_checkpoint(
+        state,
+        policy,
+        meta,
+        extra_files={
+            STATE_OPTIMIZER: lambda p: torch.save(optimizer.state_dict(), p),
+            "history.json": lambda p: p.write_text(json.dumps(history)),
+        },
+        overwrite=True,
+    )
+
+
+def reading_prompts(policy: Policy, df: pl.DataFrame) -> list[list[int]]:
+    """Each row's prompt ids under the short prompt that asks only for the image facts."""
+    short = df.with_columns(pl.Series("prompt", [facts_prompt(e) for e in df["env"].to_list()]))
+    return tokenize_rows(policy, short)[0]
+
+
+def train(
+    cfg: Config,
+    policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    batch: Callable[[int], tuple[list[list[int]], list[list[int]], list[bytes | None]]],
+    steps: range,
+    history: list[dict[str, float]],
+    snapshot: Callable[[int], None],
+) -> tuple[float, int]:
+    """The optimizer steps `steps` on `batch(step)` (prompt ids, response ids, images), each step's loss
+    appended to `history`, a snapshot every sft_save_every steps; (seconds, response tokens trained on)."""
+    policy.model.train()
+    t0, tokens = time.perf_counter(), 0
+    with Progress(
+        TextColumn("[bold]sft[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]} {task.fields[rate]}"),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("sft", total=steps.stop, completed=steps.start, loss="", rate="")
+        for step in steps:
+            prompt_ids, response_ids, images = batch(step)
+            lr = lr_at(cfg, step, steps.stop)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["scale"]
+            loss = sft_loss(policy, prompt_ids, response_ids, images)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"non-finite SFT loss at step {step}; the last snapshot is kept")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
+            optimizer.step()
+            tokens += sum(len(r) for r in response_ids)
+            history.append({"step": step + 1, "loss": loss.item(), "lr": lr, "grad_norm": grad_norm})
+            dt = time.perf_counter() - t0
+            progress.update(task, advance=1, loss=f"{loss.item():.4f}", rate=f"{tokens / dt:.0f} tok/s")
+            if (step + 1) % cfg.sft_save_every == 0 and step + 1 < steps.stop:
+                snapshot(step + 1)
+    policy.model.eval()
+    return time.perf_counter() - t0, tokens
+
+
+def save_result(
+    cfg: Config,
+    out: Path,
+    policy: Policy,
+    df: pl.DataFrame,
+    history: list[dict[str, float]],
+    stats: dict[str, Any],
+    source: str,
+    inputs: dict[str, Any],
+    overwrite: bool,
+) -> None:
+    """The checkpoint in `update`'s format (meta: parent, step, inputs), with loss.csv, loss.png and
+    sft.json; `overwrite` replaces an `out` made from other inputs."""
     meta = {
-        "parent": parent,
-        "step": steps,
+        "parent": stats["parent"],
+        "step": stats["steps"],
         "source": source,
         "sft": {k: stats[k] for k in ("rows", "epochs")},
         "inputs": inputs,
     }
+    title = f"SFT {' '.join(sorted(df['env'].unique()))}{' facts only' if stats['facts_only'] else ''}: {df.height} rows"
     save_checkpoint(
         out,
         policy,
         meta,
         extra_files={
             LOSS_CSV: lambda p: write_loss_csv(history, p),
-            LOSS_PNG: lambda p: plot_loss(
-                history,
-                p,
-                title=f"SFT {' '.join(sorted(df['env'].unique()))}{' facts only' if facts_only else ''}: {df.height} rows",
-            ),
+            LOSS_PNG: lambda p: plot_loss(history, p, title=title),
             REPORT: lambda p: p.write_text(json.dumps({**stats, "config": config_dict(cfg)}, indent=2)),
         },
         overwrite=overwrite,
     )
-    shutil.rmtree(state, ignore_errors=True)
-    return stats
 
 
 def write_loss_csv(history: list[dict[str, float]], path: Path) -> None:

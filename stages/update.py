@@ -20,6 +20,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -296,63 +297,95 @@ def ppo_epochs(
     are the one-process gradient. A rank whose share is empty (a short last mini-batch) runs an empty pass.
     """
     rank, n_ranks = world()
-    n = df.height
     targets = targets_of(df, cfg, policy.device)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     gen = torch.Generator().manual_seed(seed)  # the same order on every rank
-    n_mb = math.ceil(n / cfg.minibatch_size)
-    stats: dict[str, list[float]] = {k: [] for k in STAT_KEYS}
-    grad_norms: list[float] = []
-    new_values = torch.zeros(n)
-    tokens, t0 = 0, time.perf_counter()
+    n_mb = math.ceil(df.height / cfg.minibatch_size)
+    log: dict[str, list[float]] = {k: [] for k in (*STAT_KEYS, "grad_norm", "tokens")}
+    new_values = torch.zeros(df.height)
+    t0 = time.perf_counter()
     policy.model.train()
     with Progress(transient=True) as progress:
         task = progress.add_task("update", total=cfg.update_epochs * n_mb)
         for epoch in range(cfg.update_epochs):
-            perm = torch.randperm(n, generator=gen)
-            epoch_kl = []
-            for m in range(n_mb):
-                batch = perm[m * cfg.minibatch_size : (m + 1) * cfg.minibatch_size]
-                idx = batch[rank::n_ranks]
-                group_start = (m // cfg.grad_accum) * cfg.grad_accum
-                step_now = (m + 1) % cfg.grad_accum == 0 or m == n_mb - 1
-                if len(idx) == 0:
-                    zero_weight_backward(policy, df[:1], cfg)
-                    st = dict.fromkeys(STAT_KEYS, 0.0)
-                else:
-                    b = df[idx.tolist()]
-                    # the mean over the accumulation group (whose last one may be short) of the mean over
-                    # the mini-batch, of which this rank holds len(idx) / len(batch)
-                    scale = min(cfg.grad_accum, n_mb - group_start) * (len(batch) / (len(idx) * n_ranks))
-                    out, st = minibatch_backward(
-                        policy, b, idx, targets, cfg, scale, where=f"epoch {epoch}, mini-batch {m}"
-                    )
-                    if epoch == 0:
-                        new_values[idx] = out["values"].detach().float().cpu()
-                    tokens += sum(len(r) for r in b["response_token_ids"].to_list())
-                if step_now:
-                    grad_norms.append(optimizer_step(policy, params, optimizer, cfg, epoch))
-                st = minibatch_stats(st, len(idx), len(batch))
-                for k in stats:
-                    stats[k].append(st[k])
-                epoch_kl.append(st["approx_kl"])
-                progress.advance(task)
+            perm = torch.randperm(df.height, generator=gen)
+            minibatches = [perm[m * cfg.minibatch_size : (m + 1) * cfg.minibatch_size] for m in range(n_mb)]
+            epoch_kl = ppo_epoch(
+                policy, optimizer, cfg, epoch, df, targets, minibatches, log, new_values,
+                advance=lambda: progress.advance(task),
+            )  # fmt: skip
             # the same on every rank (global stats): all stop at the same epoch, none waits forever
-            if cfg.target_kl > 0 and sum(epoch_kl) / max(len(epoch_kl), 1) > cfg.target_kl:
+            if cfg.target_kl > 0 and epoch_kl > cfg.target_kl:
                 break
     policy.model.eval()
-    dt = time.perf_counter() - t0
     sum_over_ranks(new_values)  # each step's value came from the one rank that held it
-    tokens = int(sum_over_ranks(torch.tensor([tokens], dtype=torch.float64)).item())
+    return update_stats(log, epoch + 1, new_values, targets, time.perf_counter() - t0)
+
+
+def ppo_epoch(
+    policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    cfg: Config,
+    epoch: int,
+    df: pl.DataFrame,
+    targets: Targets,
+    minibatches: list[torch.Tensor],
+    log: dict[str, list[float]],
+    new_values: torch.Tensor,
+    advance: Callable[[], None],
+) -> float:
+    """One pass over all the steps `df` in `minibatches` (global row indices; this rank takes every
+    world-th of each, and one with no share runs an empty pass), an optimizer step after every
+    `grad_accum` of them. Appends each mini-batch's stats over all ranks and each step's gradient norm
+    to `log`, writes the first epoch's values into `new_values`; returns the epoch's mean approx KL."""
+    rank, n_ranks = world()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    n_mb = len(minibatches)
+    epoch_kl = []
+    for m, batch in enumerate(minibatches):
+        idx = batch[rank::n_ranks]
+        group_start = (m // cfg.grad_accum) * cfg.grad_accum
+        step_now = (m + 1) % cfg.grad_accum == 0 or m == n_mb - 1
+        if len(idx) == 0:
+            zero_weight_backward(policy, df[:1], cfg)
+            st, tokens = dict.fromkeys(STAT_KEYS, 0.0), 0
+        else:
+            b = df[idx.tolist()]
+            # the mean over the accumulation group (whose last one may be short) of the mean over the
+            # mini-batch, of which this rank holds len(idx) / len(batch)
+            scale = min(cfg.grad_accum, n_mb - group_start) * (len(batch) / (len(idx) * n_ranks))
+            out, st = minibatch_backward(
+                policy, b, idx, targets, cfg, scale, where=f"epoch {epoch}, mini-batch {m}"
+            )
+            if epoch == 0:
+                new_values[idx] = out["values"].detach().float().cpu()
+            tokens = sum(len(r) for r in b["response_token_ids"].to_list())
+        if step_now:
+            log["grad_norm"].append(optimizer_step(policy, params, optimizer, cfg, epoch))
+        st = minibatch_stats(st, len(idx), len(batch))
+        for k in STAT_KEYS:
+            log[k].append(st[k])
+        epoch_kl.append(st["approx_kl"])
+        log["tokens"].append(tokens)
+        advance()
+    return sum(epoch_kl) / max(len(epoch_kl), 1)
+
+
+def update_stats(
+    log: dict[str, list[float]], epochs: int, new_values: torch.Tensor, targets: Targets, seconds: float
+) -> dict[str, Any]:
+    """update.json's numbers: the mean of each loss stat over mini-batches, of the gradient norm over
+    optimizer steps, and the first epoch's values against the returns; tokens/s over all ranks."""
+    grad_norms = log["grad_norm"]
+    tokens = sum_over_ranks(torch.tensor([sum(log["tokens"])], dtype=torch.float64)).item()
     return {
-        **{k: sum(v) / max(len(v), 1) for k, v in stats.items()},
-        "epochs": epoch + 1,
-        "steps": n,
+        **{k: sum(log[k]) / max(len(log[k]), 1) for k in STAT_KEYS},
+        "epochs": epochs,
+        "steps": len(new_values),
         "optimizer_steps": len(grad_norms),
         "grad_norm": sum(grad_norms) / max(len(grad_norms), 1),
         "explained_variance": explained_variance(new_values, targets.returns.cpu()),
-        "tokens_per_s": tokens / dt,
-        "seconds": dt,
+        "tokens_per_s": tokens / seconds,
+        "seconds": seconds,
     }
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from vlmagent.envs import ACTIONS, CARD_ENVS, ENV_IDS, env_name, make_env
+from vlmagent.envs import ACTIONS, CARD_ENVS, ENV_IDS, env_class, env_name, make_env
 from vlmagent.envs.blackjack import basic_strategy, hand_total
 from vlmagent.envs.formula import all_solutions, evaluate, numbers, solve
 
@@ -59,6 +59,17 @@ def test_unknown_env_names_the_known_ones():
     with pytest.raises(ValueError, match="numberline.*ezpoints.*points24.*blackjack"):
         make_env("cartpole")
     assert env_name("vlmagent/Points24-v0") == "points24"
+
+
+def test_capabilities_are_class_attributes_read_without_making_an_env():
+    """The stages ask an env what it can do, never its name: ALFWorld (whose class loads without its engine)
+    judges raw text, reports success in its info, takes a games root and writes its own prompt."""
+    capabilities = ("text_actions", "success_in_info", "takes_games_root", "own_prompt")
+    for name in CARD_ENVS:
+        assert not any(getattr(env_class(name), c) for c in capabilities), name
+        assert env_class(ENV_IDS[name]) is type(make_env(name).unwrapped)
+    for name in ("alfworld", "alfworld-heldout"):
+        assert all(getattr(env_class(name), c) for c in capabilities), name
 
 
 @pytest.mark.parametrize("name", CARD_ENVS)

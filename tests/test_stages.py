@@ -84,6 +84,11 @@ def test_collect_rows_are_exactly_what_the_model_read_and_wrote(collected, polic
     assert (df["terminated"] | df["truncated"]).sum() == cfg.episodes
 
 
+def test_generate_leaves_the_shared_tokenizer_as_it_was(collected, policy):
+    """The hf backend asks for left padding per call: the policy's tokenizer keeps its own side (right)."""
+    assert policy.tokenizer.padding_side == "right"
+
+
 def test_collect_rerun_is_a_no_op_and_same_seed_same_shards(collected, policy, tmp_path):
     cfg, out = collected
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import json
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,9 +22,18 @@ from transformers.utils import logging as hf_logging
 from typer import Argument as Arg
 from typer import Option as Opt
 
-from vlmagent.config import Config, config_dict, load_config, save_config
+from vlmagent.config import Config, config_dict, load_config
 from vlmagent.policy.checkpoint import CheckpointError
-from vlmagent.rundir import RUN_TOML, ckpt_dir, eval_dir, latest_ckpt, rollouts_dir, scored_dir, update_json
+from vlmagent.rundir import (
+    RUN_TOML,
+    ckpt_dir,
+    eval_dir,
+    latest_ckpt,
+    rollouts_dir,
+    run_config,
+    scored_dir,
+    update_json,
+)
 from vlmagent.shards import ShardError
 from vlmagent.stages import collect as collect_stage
 from vlmagent.stages import demos as demos_stage
@@ -70,46 +78,8 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(1 if isinstance(e, OSError) and e.errno in MACHINE_FAULTS else 2) from None
 
 
-def _settings_file(path: Path) -> dict[str, Any]:
-    """A run.toml given with --config: its settings, checked, with relative paths made relative to the file
-    (so `--config data/quickstart/run.toml` finds the checkpoint beside it from any directory)."""
-    if not path.is_file():
-        raise UserError(f"--config {path}: no such file")
-    load_config(path)  # unknown keys and wrong types, named
-    with open(path, "rb") as f:
-        values = tomllib.load(f)
-    for key in ("policy", "alfworld_games"):
-        v = values.get(key)
-        if v and not Path(v).is_absolute() and (path.parent / v).exists():
-            values[key] = str((path.parent / v).resolve())
-    return values
-
-
 def _config(run: Path | None, config_file: Path | None = None, **overrides: Any) -> Config:
-    """run.toml of the run (created on first use from --config's file, then the flags) with the flags on top.
-
-    A run keeps the settings it was created with: --config on an existing run must agree with its run.toml."""
-    settings = _settings_file(config_file) if config_file else {}
-    overrides = {**settings, **{k: v for k, v in overrides.items() if v is not None}}
-    if run is None:
-        return load_config(None, **overrides)
-    toml = run / RUN_TOML
-    if settings and toml.exists():
-        saved = config_dict(load_config(toml))
-        for key, v in settings.items():
-            if saved[key] != v:
-                raise UserError(
-                    f"--config {config_file}: {key} = {v!r}, but {toml} has {saved[key]!r}"
-                    " (a run keeps its settings: give another --run)"
-                )
-    cfg = load_config(toml, **overrides)
-    if not cfg.run_name:
-        cfg.run_name = run.name
-    if not toml.exists():
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, toml)
-        console.print(f"created {toml}")
-    return cfg
+    return run_config(run, config_file, console.print, **overrides)
 
 
 def _print_partial(out: Path) -> None:
@@ -355,11 +325,7 @@ def loop(
         )  # fmt: skip
         check_installed(cfg.tracker)
         loop_stage.run(cfg, run, iterations, echo=console.print)
-        rows = report_stage.gather(run)
-        console.print(report_stage.table(rows, f"{run}: per iteration"))
-        png = report_stage.plot(rows, run / report_stage.CURVE_PNG, run.resolve().name)
-        console.print(report_stage.before_after(rows))
-        console.print(f"learning curve: {png}")
+        report_stage.show(run, console.print, with_before_after=True)
 
 
 @app.command()
@@ -429,13 +395,7 @@ def report(
     with cli_errors():
         if not run.is_dir():
             raise UserError(f"{run}: no such run directory")
-        rows = report_stage.gather(run)
-        if not rows:
-            raise UserError(f"{run}: no iterations yet (no iter/k/rollouts, update.json or eval/k)")
-        console.print(report_stage.table(rows, f"{run}: per iteration"))
-        console.print(
-            f"learning curve: {report_stage.plot(rows, png or run / report_stage.CURVE_PNG, run.resolve().name)}"
-        )
+        report_stage.show(run, console.print, png)
         if tracker is not None:
             if tracker not in ("tensorboard", "wandb"):
                 raise UserError(f"--tracker {tracker!r}: expected tensorboard or wandb")

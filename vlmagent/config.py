@@ -219,6 +219,21 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     return cfg
 
 
+def settings_file(path: Path) -> dict[str, Any]:
+    """A run.toml given with --config: its settings, checked, with relative paths made relative to the file
+    (so `--config data/quickstart/run.toml` finds the checkpoint beside it from any directory)."""
+    if not path.is_file():
+        raise ValueError(f"--config {path}: no such file")
+    load_config(path)  # unknown keys and wrong types, named
+    with open(path, "rb") as f:
+        values = tomllib.load(f)
+    for key in ("policy", "alfworld_games"):
+        v = values.get(key)
+        if v and not Path(v).is_absolute() and (path.parent / v).exists():
+            values[key] = str((path.parent / v).resolve())
+    return values
+
+
 def toml_text(values: dict[str, Any]) -> str:
     """run.toml text of these settings, one `key = value` line each, in their order."""
     lines = [f"{k} = {str(v).lower() if isinstance(v, bool) else json.dumps(v)}" for k, v in values.items()]

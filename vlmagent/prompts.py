@@ -13,8 +13,7 @@ from functools import lru_cache
 
 import gymnasium as gym
 
-from vlmagent.envs import ACTIONS, CARD_ENVS, env_name, formula, make_env
-from vlmagent.envs.alfworld import alfworld_oracle_response, alfworld_prompt
+from vlmagent.envs import ACTIONS, CARD_ENVS, env_class, env_name, formula, make_env
 from vlmagent.envs.blackjack import basic_strategy, hand_total
 from vlmagent.envs.cards import card_value
 
@@ -82,8 +81,8 @@ _ACTION_FORMAT = {
 def build_prompt(env_name_or_id: str, cot: bool, state_text: str = "") -> str:
     """The task text (no chat template): task, state text (e.g. "Formula: 3+4"), choices, output format."""
     name = env_name(env_name_or_id)
-    if name.startswith("alfworld"):
-        return alfworld_prompt(state_text, cot)
+    if (cls := env_class(name)).own_prompt:
+        return cls.prompt(state_text, cot)
     parts = [_TASKS[name]]
     if state_text:
         parts.append(state_text)
@@ -254,8 +253,8 @@ def oracle_response(env_name_or_id: str, env: gym.Env, cot: bool) -> str:
     """The response in the prompt's format for the env's current state; parse() of it gives the oracle's
     action. With CoT: the facts in the image, a short deterministic reasoning, then the action."""
     name, env = env_name(env_name_or_id), env.unwrapped
-    if name.startswith("alfworld"):
-        return alfworld_oracle_response(env, cot)
+    if env.own_prompt:
+        return env.oracle_response(cot)
     action = env.actions[env.oracle_action()]
     fields = _FACT_WRITERS[name](env, action) if cot else {}
     return _json(fields | {"action": action})

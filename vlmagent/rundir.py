@@ -2,9 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from vlmagent.config import Config, config_dict, load_config, save_config, settings_file
 
 RUN_TOML = "run.toml"
+
+
+def run_config(
+    run: Path | None, config_file: Path | None = None, echo: Callable[[str], None] = print, **overrides: Any
+) -> Config:
+    """run.toml of the run (created on first use from --config's file, then the flags) with the flags on top.
+
+    A run keeps the settings it was created with: --config on an existing run must agree with its run.toml."""
+    settings = settings_file(config_file) if config_file else {}
+    overrides = {**settings, **{k: v for k, v in overrides.items() if v is not None}}
+    if run is None:
+        return load_config(None, **overrides)
+    toml = run / RUN_TOML
+    if settings and toml.exists():
+        saved = config_dict(load_config(toml))
+        for key, v in settings.items():
+            if saved[key] != v:
+                raise ValueError(
+                    f"--config {config_file}: {key} = {v!r}, but {toml} has {saved[key]!r}"
+                    " (a run keeps its settings: give another --run)"
+                )
+    cfg = load_config(toml, **overrides)
+    if not cfg.run_name:
+        cfg.run_name = run.name
+    if not toml.exists():
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, toml)
+        echo(f"created {toml}")
+    return cfg
 
 
 def ckpt_dir(run: Path, k: int) -> Path:

@@ -1,13 +1,16 @@
 """The four gym_cards tasks as gymnasium envs, registered as vlmagent/<Task>-v0 on import.
 
-Every env (unwrapped) has `actions` (legal action strings in the reference order, Discrete space),
+Every env (unwrapped) is a `TaskEnv` (vlmagent.envs.base: its capabilities as class attributes, read
+with `env_class`): `actions` (legal action strings in the reference order, Discrete space),
 RGB uint8 observations (image_size x image_size, default 300), `state_text()`, `oracle_action()` and
 JSON-serialisable info dicts (with "success" on the step that ends an episode).
 """
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 
 from vlmagent.envs import alfworld
+from vlmagent.envs.base import TaskEnv
 from vlmagent.envs.blackjack import BlackjackEnv
 from vlmagent.envs.ezpoints import EZPointsEnv
 from vlmagent.envs.formula import evaluate, solve
@@ -53,6 +56,12 @@ def env_name(name: str) -> str:
     raise ValueError(f"unknown env {name!r}; known envs: {known}")
 
 
+def env_class(name: str) -> type[TaskEnv]:
+    """The env class registered for a short name or gym id, without making an env (ALFWorld's would start
+    its engine): what the stages read an env's capabilities from."""
+    return load_env_creator(gym.spec(ENV_IDS[env_name(name)]).entry_point)
+
+
 def make_env(name: str, **kwargs) -> gym.Env:
     """gym.make by short name or gym id, e.g. make_env("points24", image_size=128)."""
     return gym.make(ENV_IDS[env_name(name)], **kwargs)
@@ -67,6 +76,8 @@ __all__ = [
     "EZPointsEnv",
     "NumberLineEnv",
     "Points24Env",
+    "TaskEnv",
+    "env_class",
     "env_name",
     "evaluate",
     "make_env",

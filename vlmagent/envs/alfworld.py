@@ -32,6 +32,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from vlmagent.envs.base import TaskEnv
+
 TASK_TYPES = (
     "pick_and_place_simple",
     "look_at_obj_in_light",
@@ -591,7 +593,7 @@ def _clean_feedback(text: str) -> str:
     return " ".join(text.split())
 
 
-class ALFWorldEnv(gym.Env):
+class ALFWorldEnv(TaskEnv):
     """ALFWorld games through the TextWorld engine; `actions` are the current admissible commands.
 
     step() takes an index into `actions` or a command string; a string that is not admissible (or an
@@ -601,6 +603,10 @@ class ALFWorldEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"]}
+    text_actions = True
+    success_in_info = True
+    takes_games_root = True
+    own_prompt = True
 
     def __init__(
         self,
@@ -712,6 +718,13 @@ class ALFWorldEnv(gym.Env):
         """A short chain of thought for demos: what the agent sees, holds and does next."""
         held = self._world.held or "nothing"
         return f"I am {self._where()}, carrying {held}. To {self.task.text}, my next step is: {self.oracle_command()}."
+
+    @staticmethod
+    def prompt(state_text: str, cot: bool) -> str:
+        return alfworld_prompt(state_text, cot)
+
+    def oracle_response(self, cot: bool) -> str:
+        return alfworld_oracle_response(self, cot)
 
     @property
     def walkthrough(self) -> list[str]:

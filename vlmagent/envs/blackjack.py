@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image, ImageDraw
 
+from vlmagent.envs.base import TaskEnv
 from vlmagent.envs.cards import TABLE_GREEN, Card, card_name, card_value, font, paste_card, random_card
 
 
@@ -49,7 +50,7 @@ def basic_strategy(total: int, soft: bool, dealer_up: int) -> tuple[str, str]:
     return "hit", "a hard 11 or less cannot bust, so it always hits"
 
 
-class BlackjackEnv(gym.Env):
+class BlackjackEnv(TaskEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     actions = ["stand", "hit"]
 

@@ -20,10 +20,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vlmagent.envs import formula
+from vlmagent.envs.base import TaskEnv
 from vlmagent.envs.cards import RANKS, TABLE_GREEN, Card, card_name, card_value, fit_font, font, paste_card
 
 
-class EZPointsEnv(gym.Env):
+class EZPointsEnv(TaskEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     n_cards, target, max_length, ops = 2, 12, 5, "+*"
     label_y, formula_y, text_size = 0.8, 0.9, 0.075  # "Formula:" and the formula, as fractions of the size

@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image, ImageDraw
 
+from vlmagent.envs.base import TaskEnv
 from vlmagent.envs.cards import font
 
 
@@ -23,7 +24,7 @@ def _frame(target: int, current: int, size: int) -> np.ndarray:
     return frame
 
 
-class NumberLineEnv(gym.Env):
+class NumberLineEnv(TaskEnv):
     """Positions 0..max_position, start != target. Reward +1 on reaching the target (terminated), -1 when a
     move does not bring the current number closer (including bumping into a bound), 0 otherwise.
     Truncated after 2 * max_position steps."""

@@ -17,9 +17,8 @@ class Points24Env(EZPointsEnv):
     def _card_boxes(self) -> list[tuple[float, float, int, int]]:
         """Two rows of two cards, each 0.3 of the image wide, read left to right, top to bottom.
 
-        Not a row of four: measured with the tiny model (112 px, 28 px patches, frozen random vision
-        tower) trained on the cards alone, a row of four cards 0.22 of the image wide is read at 11%
-        per card after 800 steps (chance 7.7%), two rows of two 0.3 wide at 80%."""
+        Not a row of four: the tiny model reads cards 0.22 of the image wide far more slowly (the
+        measurements: recipes/points24.toml and the README's Points24 notes)."""
         s = self.image_size
         width, gap = int(0.3 * s), 0.03 * s
         height = int(1.33 * width)

@@ -77,7 +77,7 @@ SIZES = {
 }
 # A shipped file, not trained at init-model time: the vocabulary size sets how much of the random stream
 # the embeddings draw, so a tokenizer retrained on edited prompts re-drew every weight of the model, the
-# frozen vision tower's included, and moved every recipe's result (NumberLine SFT: 76% -> 34%).
+# frozen vision tower's included, and moved every recipe's result (the README's warm-start notes).
 # Rebuild it deliberately (`python -m vlmagent.policy.tiny`) and re-measure the recipes after.
 TOKENIZER_FILE = Path(__file__).resolve().parents[2] / "data" / "tiny" / "tokenizer.json"
 IMAGE_TOKEN, PAD, END = "<image>", "<|pad|>", "<|end|>"

@@ -67,7 +67,7 @@ class HFBackend:
     def generate(
         self, requests: list[Request], temperature: float, max_new_tokens: int, seed: int
     ) -> list[Generation]:
-        torch.manual_seed(seed)  # generate samples from the global generator
+        torch.manual_seed(seed)  # global: generate takes no torch.Generator, it samples from the global one
         out: list[Generation] = []
         for i in range(0, len(requests), self.batch_size):
             out.extend(self._generate_batch(requests[i : i + self.batch_size], temperature, max_new_tokens))
@@ -81,12 +81,12 @@ class HFBackend:
         images = [r.image for r in requests if r.image is not None]
         if images and len(images) != len(requests):
             raise ValueError("a batch must be all-image or all-text")
-        tok.padding_side = "left"
         enc = policy.processor(  # one image per prompt (a flat list is one prompt's images to some)
             images=[[im] for im in images] or None,
             text=[r.text for r in requests],
             return_tensors="pt",
             padding=True,
+            padding_side="left",  # this call's, not the shared tokenizer's setting
         )
         enc = {k: v.to(policy.device) for k, v in enc.items()}
         if "pixel_values" in enc:
