@@ -49,7 +49,8 @@ def run(
     if summary_path.exists():
         return json.loads(summary_path.read_text())
     seed = cfg.eval_seed if seed is None else seed
-    cfg = dataclasses.replace(cfg, env=cfg.eval_env or HELDOUT_ENV.get(cfg.env, cfg.env))
+    # every eval episode its own seed: success over distinct held-out starts
+    cfg = dataclasses.replace(cfg, env=cfg.eval_env or HELDOUT_ENV.get(cfg.env, cfg.env), group_size=1)
     manifest = collect.run(
         cfg, out, actor, policy_version, iteration=0, seed=seed, worker=worker, stage="eval"
     )

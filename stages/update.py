@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from rich.progress import Progress
 
-from vlmagent.config import Config, config_dict, config_hash
+from vlmagent.config import Config, config_dict, config_hash, has_critic
 from vlmagent.policy.checkpoint import META_FILE, save_checkpoint
 from vlmagent.policy.forward import evaluate_actions, forward_hidden
 from vlmagent.policy.load import Policy, default_device, load_policy, model_inputs_for
@@ -257,7 +257,7 @@ def minibatch_backward(
         out["entropy"].float() if "entropy" in out else None,
         clip_coef=cfg.clip_coef,
         clip_vloss=cfg.clip_vloss,
-        vf_coef=cfg.vf_coef,
+        vf_coef=cfg.vf_coef if has_critic(cfg) else 0.0,  # grpo, gigpo: the value head is not trained
         ent_coef=cfg.ent_coef,
     )
     if not torch.isfinite(loss):
@@ -339,7 +339,9 @@ def ppo_epochs(
         "steps": n,
         "optimizer_steps": len(grad_norms),
         "grad_norm": sum(grad_norms) / max(len(grad_norms), 1),
-        "explained_variance": explained_variance(new_values, targets.returns.cpu()),
+        "explained_variance": (
+            explained_variance(new_values, targets.returns.cpu()) if has_critic(cfg) else float("nan")
+        ),
         "tokens_per_s": tokens / dt,
         "seconds": dt,
     }
