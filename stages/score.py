@@ -70,19 +70,18 @@ def add_advantages(df: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     rows = torch.tensor([r for ep in episodes for r in ep["_row"].to_list()])
     rewards = [torch.tensor(ep["reward"].to_list(), dtype=torch.float64) for ep in episodes]
     if has_critic(cfg):
-        adv, ret = zip(
-            *(
-                gae(
-                    r,
-                    torch.tensor(ep["value"].to_list(), dtype=torch.float64),
-                    terminated=bool(ep["terminated"][-1]),
-                    gamma=cfg.gamma,
-                    gae_lambda=cfg.gae_lambda,
-                )
-                for ep, r in zip(episodes, rewards)
+        per_episode = [
+            gae(
+                r,
+                torch.tensor(ep["value"].to_list(), dtype=torch.float64),
+                terminated=bool(ep["terminated"][-1]),
+                gamma=cfg.gamma,
+                gae_lambda=cfg.gae_lambda,
             )
-        )
-        advantages, returns = torch.cat(adv), torch.cat(ret)
+            for ep, r in zip(episodes, rewards)
+        ]
+        advantages = torch.cat([a for a, _ in per_episode])
+        returns = torch.cat([r for _, r in per_episode])
     else:
         groups = torch.tensor([ep["env_seed"][0] for ep in episodes])
         episode_advantage = grpo(torch.stack([r.sum() for r in rewards]), groups)
