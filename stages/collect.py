@@ -132,10 +132,14 @@ def served(cfg: Config, policy: str) -> Iterator[tuple[Actor, str]]:
         backend.close()
 
 
-def episode_seeds(seed: int, iteration: int, shard: int, n: int) -> tuple[list[int], int]:
-    """Env seeds of a shard's episodes and its sampling seed, from (run seed, iteration, shard) only."""
-    state = np.random.SeedSequence([seed, iteration, shard]).generate_state(n + 1, dtype=np.uint32)
-    return [int(s) for s in state[:n]], int(state[n])
+def episode_seeds(
+    seed: int, iteration: int, shard: int, n: int, group_size: int = 1
+) -> tuple[list[int], int]:
+    """Env seeds of a shard's episodes (each repeated `group_size` times in a row: a group) and its
+    sampling seed, from (run seed, iteration, shard) only."""
+    groups = n // group_size
+    state = np.random.SeedSequence([seed, iteration, shard]).generate_state(groups + 1, dtype=np.uint32)
+    return [int(s) for s in state[:groups] for _ in range(group_size)], int(state[groups])
 
 
 def png_bytes(obs: np.ndarray) -> bytes:
@@ -349,7 +353,9 @@ def run(
             if shard_path(out, shard).exists():  # another worker wrote it meanwhile (atomic writes)
                 progress.update(task, advance=n)
                 continue
-            env_seeds, sample_seed = episode_seeds(seed, iteration, shard, cfg.episodes_per_shard)
+            env_seeds, sample_seed = episode_seeds(
+                seed, iteration, shard, cfg.episodes_per_shard, cfg.group_size
+            )
             meta = {
                 "run": cfg.run_name,
                 "env": cfg.env,

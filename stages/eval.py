@@ -29,7 +29,8 @@ def summarize(stage_dir: Path) -> dict[str, Any]:
 def held_out(cfg: Config, seed: int | None) -> tuple[Config, int]:
     """The config and seed eval plays: held-out seeds (eval_seed) and env (eval_env, ALFWorld's held-out games)."""
     seed = cfg.eval_seed if seed is None else seed
-    return dataclasses.replace(cfg, env=cfg.eval_env or HELDOUT_ENV.get(cfg.env, cfg.env)), seed
+    # group_size 1: every eval episode its own seed, success over distinct held-out starts
+    return dataclasses.replace(cfg, env=cfg.eval_env or HELDOUT_ENV.get(cfg.env, cfg.env), group_size=1), seed
 
 
 def evaluate(

@@ -14,10 +14,10 @@ import polars as pl
 import torch
 from rich.progress import Progress
 
-from vlmagent.config import Config, config_dict, stage_config
+from vlmagent.config import Config, config_dict, has_critic, stage_config
 from vlmagent.policy.forward import evaluate_actions, forward_hidden
 from vlmagent.policy.load import Policy, load_policy, model_inputs_for
-from vlmagent.ppo import gae
+from vlmagent.ppo import discounted_returns, gae, gigpo, grpo
 from vlmagent.shards import (
     MANIFEST,
     ROLLOUT_SCHEMA,
@@ -64,26 +64,55 @@ def score_rows(
 
 
 def add_advantages(df: pl.DataFrame, cfg: Config) -> pl.DataFrame:
-    """GAE over each episode's steps (episodes never span shards)."""
+    """Each step's return and advantage by `cfg.advantage` (the estimators are in vlmagent/ppo.py).
+    Episodes and their groups never span shards, so a shard is scored on its own."""
     df = df.with_row_index("_row")
-    adv = [0.0] * df.height
-    ret = [0.0] * df.height
-    for ep in df.sort("episode_id", "step").partition_by("episode_id", maintain_order=True):
+    episodes = df.sort("episode_id", "step").partition_by("episode_id", maintain_order=True)
+    for ep in episodes:
         last = ep.row(ep.height - 1, named=True)
         if not (last["terminated"] or last["truncated"]):
             raise ShardError(f"episode {last['episode_id']}: ends without terminated or truncated")
-        a, r = gae(
-            torch.tensor(ep["reward"].to_list(), dtype=torch.float64),
-            torch.tensor(ep["value"].to_list(), dtype=torch.float64),
-            terminated=bool(last["terminated"]),
-            gamma=cfg.gamma,
-            gae_lambda=cfg.gae_lambda,
-        )
-        for row, av, rv in zip(ep["_row"].to_list(), a.tolist(), r.tolist()):
-            adv[row], ret[row] = av, rv
+    rows = torch.tensor([r for ep in episodes for r in ep["_row"].to_list()])
+    rewards = [torch.tensor(ep["reward"].to_list(), dtype=torch.float64) for ep in episodes]
+    if has_critic(cfg):
+        per_episode = [
+            gae(
+                r,
+                torch.tensor(ep["value"].to_list(), dtype=torch.float64),
+                terminated=bool(ep["terminated"][-1]),
+                gamma=cfg.gamma,
+                gae_lambda=cfg.gae_lambda,
+            )
+            for ep, r in zip(episodes, rewards)
+        ]
+        advantages = torch.cat([a for a, _ in per_episode])
+        returns = torch.cat([r for _, r in per_episode])
+    else:
+        groups = torch.tensor([ep["env_seed"][0] for ep in episodes])
+        episode_advantage = grpo(torch.stack([r.sum() for r in rewards]), groups)
+        steps_per_episode = torch.tensor([ep.height for ep in episodes])
+        advantages = episode_advantage.repeat_interleave(steps_per_episode)
+        returns = torch.cat([discounted_returns(r, cfg.gamma) for r in rewards])
+        if cfg.advantage == "gigpo":
+            advantages = gigpo(advantages, returns, anchor_ids(episodes), cfg.step_advantage_weight)
+    advantage = torch.zeros(df.height, dtype=torch.float64).index_copy_(0, rows, advantages)
+    ret = torch.zeros(df.height, dtype=torch.float64).index_copy_(0, rows, returns)
     return df.drop("_row").with_columns(
-        pl.Series("return", ret, dtype=pl.Float32), pl.Series("advantage", adv, dtype=pl.Float32)
+        pl.Series("return", ret.tolist(), dtype=pl.Float32),
+        pl.Series("advantage", advantage.tolist(), dtype=pl.Float32),
     )
+
+
+def anchor_ids(episodes: list[pl.DataFrame]) -> torch.Tensor:
+    """GiGPO's anchor state of each step, in the episodes' order: one id per (group, observation), the
+    observation being what the model read (its image and prompt tokens)."""
+    ids: dict[tuple, int] = {}
+    steps = (
+        (row["env_seed"], row["image"], tuple(row["prompt_token_ids"]))
+        for ep in episodes
+        for row in ep.select("env_seed", "image", "prompt_token_ids").iter_rows(named=True)
+    )
+    return torch.tensor([ids.setdefault(key, len(ids)) for key in steps])
 
 
 def stage_inputs(cfg: Config, rollouts: Path, policy: str) -> dict[str, Any]:
@@ -150,6 +179,8 @@ def run(
                     gap_sum += abs(a - b)
                     gap_max = max(gap_max, abs(a - b))
                     gap_n += 1
+            if not has_critic(cfg):  # grpo, gigpo: no value head to read
+                values = [0.0] * len(values)
             df = df.with_columns(
                 pl.Series("value", values, dtype=pl.Float32),
                 pl.Series("old_logprob", action_lp, dtype=pl.Float32),

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from rich.progress import Progress
 
-from vlmagent.config import Config, config_dict, config_hash, stage_config
+from vlmagent.config import Config, config_dict, config_hash, has_critic, stage_config
 from vlmagent.policy.checkpoint import save_checkpoint
 from vlmagent.policy.forward import evaluate_actions, forward_hidden
 from vlmagent.policy.load import Policy, default_device, load_policy, model_inputs_for
@@ -269,7 +269,7 @@ def minibatch_backward(
         out["entropy"].float() if "entropy" in out else None,
         clip_coef=cfg.clip_coef,
         clip_vloss=cfg.clip_vloss,
-        vf_coef=cfg.vf_coef,
+        vf_coef=cfg.vf_coef if has_critic(cfg) else 0.0,  # grpo, gigpo: the value head is not trained
         ent_coef=cfg.ent_coef,
     )
     if not torch.isfinite(loss):
@@ -318,7 +318,7 @@ def ppo_epochs(
                 break
     policy.model.eval()
     sum_over_ranks(new_values)  # each step's value came from the one rank that held it
-    return update_stats(log, epoch + 1, new_values, targets, time.perf_counter() - t0)
+    return update_stats(log, epoch + 1, new_values, targets, cfg, time.perf_counter() - t0)
 
 
 def ppo_epoch(
@@ -371,7 +371,12 @@ def ppo_epoch(
 
 
 def update_stats(
-    log: dict[str, list[float]], epochs: int, new_values: torch.Tensor, targets: Targets, seconds: float
+    log: dict[str, list[float]],
+    epochs: int,
+    new_values: torch.Tensor,
+    targets: Targets,
+    cfg: Config,
+    seconds: float,
 ) -> dict[str, Any]:
     """update.json's numbers: the mean of each loss stat over mini-batches, of the gradient norm over
     optimizer steps, and the first epoch's values against the returns; tokens/s over all ranks."""
@@ -383,7 +388,9 @@ def update_stats(
         "steps": len(new_values),
         "optimizer_steps": len(grad_norms),
         "grad_norm": sum(grad_norms) / max(len(grad_norms), 1),
-        "explained_variance": explained_variance(new_values, targets.returns.cpu()),
+        "explained_variance": (
+            explained_variance(new_values, targets.returns.cpu()) if has_critic(cfg) else float("nan")
+        ),
         "tokens_per_s": tokens / seconds,
         "seconds": seconds,
     }

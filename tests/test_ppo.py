@@ -7,9 +7,13 @@ from vlmagent.ppo import (
     action_logprob,
     cosine_schedule,
     cot_weights,
+    discounted_returns,
     entropy_bonus,
     explained_variance,
     gae,
+    gigpo,
+    group_advantages,
+    grpo,
     normalize_advantages,
     policy_loss,
     ppo_loss,
@@ -162,3 +166,48 @@ def test_cot_scaled_sum_on_hand_masks():
     assert packed.grad.tolist() == [0.5, 0.5, 1, 1, 1, 1, 0.5, 0.5]
     with pytest.raises(ValueError):
         action_logprob(packed, [0], 0.5, lengths=[3])
+
+
+def test_group_advantages_by_hand():
+    scores = torch.tensor([1.0, 0.0, 1.0, 5.0, 2.0, 2.0, 7.0])
+    groups = torch.tensor([3, 3, 3, 8, 1, 1, 9])
+    adv = group_advantages(scores, groups)
+    std = math.sqrt(((1 / 3) ** 2 * 2 + (2 / 3) ** 2) / 2)  # group 3: mean 2/3, unbiased
+    assert adv[:3].tolist() == pytest.approx([(1 / 3) / std, (-2 / 3) / std, (1 / 3) / std], rel=1e-5)
+    assert adv[3].item() == 0.0  # a group of one: nothing to compare with
+    assert adv[4:6].tolist() == [0.0, 0.0]  # all equal: no signal, whatever their value
+    assert adv[6].item() == 0.0
+
+
+def test_discounted_returns_by_hand():
+    r = torch.tensor([0.0, -1.0, 1.0])
+    assert discounted_returns(r, 0.5).tolist() == pytest.approx([-0.5 + 0.25, -1 + 0.5, 1.0])
+
+
+def test_grpo_and_gigpo_by_hand():
+    # two groups of two episodes; group 0: returns 1 and 0, group 1: both 1 (no signal)
+    ep_adv = grpo(torch.tensor([1.0, 0.0, 1.0, 1.0]), torch.tensor([0, 0, 1, 1]))
+    s = 1 / math.sqrt(2) + 1e-6  # std of {1, 0}, unbiased
+    assert ep_adv.tolist() == pytest.approx([0.5 / s, -0.5 / s, 0.0, 0.0], rel=1e-5)
+    # steps: episode 0 has 2 steps, episode 1 has 1; both start from the same observation (anchor 0),
+    # episode 0's second step is an observation nobody else saw (anchor 1)
+    step_ep_adv = ep_adv[torch.tensor([0, 0, 1])]
+    step_returns = torch.tensor([0.9, 1.0, 0.0])
+    adv = gigpo(step_ep_adv, step_returns, torch.tensor([0, 1, 0]), step_weight=0.5)
+    s0 = math.sqrt(0.9**2 / 2) + 1e-6  # anchor 0: returns 0.9 and 0.0, mean 0.45
+    want = [0.5 / s + 0.5 * 0.45 / s0, 0.5 / s, -0.5 / s - 0.5 * 0.45 / s0]
+    assert adv.tolist() == pytest.approx(want, rel=1e-5)
+
+
+def test_ppo_loss_without_value_term_sends_no_gradient_to_the_value():
+    newlogprob = torch.zeros(2, requires_grad=True)
+    value = torch.tensor([0.3, -0.2], requires_grad=True)
+    adv, ones = torch.tensor([1.0, -1.0]), torch.ones(2)
+    for vf_coef in (0.0, 0.5):
+        loss, _ = ppo_loss(
+            newlogprob, ones.log(), adv, value, ones, ones, None,
+            clip_coef=0.2, clip_vloss=True, vf_coef=vf_coef, ent_coef=0.0,
+        )  # fmt: skip
+        grad = torch.autograd.grad(loss, [newlogprob, value], allow_unused=True)
+        assert grad[0] is not None
+        assert (grad[1] is None) == (vf_coef == 0)

@@ -1,7 +1,9 @@
 """The four stages end to end on the tiny model: collect -> score -> update, eval, restarts."""
 
 import copy
+import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -23,6 +26,7 @@ from vlmagent.stages import collect, score, update
 from vlmagent.stages import eval as eval_stage
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def small_cfg(**over) -> Config:
@@ -550,3 +554,67 @@ def test_loop_evals_after_every_eval_every_th_update(tiny_model_dir, tmp_path):
     assert [line.split(":")[0] for line in lines] == ["initial policy", "start", "iteration 0", "iteration 1"]
     loop.run(cfg, tmp_path / "run", iterations=2, echo=lines.append)  # a rerun: nothing left to do
     assert [line.split(":")[0] for line in lines[4:]] == ["start"]  # the start's summary, read back
+
+
+def test_grpo_and_gigpo_groups_through_collect_score_and_update(tmp_path):
+    """group_size plays each env seed that many times in one shard; grpo scores no value and gives every
+    step its episode's advantage against the group; gigpo adds step advantages centred within each
+    group of identical observations; update then trains the policy and leaves the value head as it was."""
+    from vlmagent.ppo import group_advantages
+
+    # the shipped NumberLine SFT policy: it parses and succeeds often enough for returns to differ within
+    # a group (a random model's every step falls back to the same seeded random action)
+    ckpt = ROOT / "data" / "quickstart" / "numberline-sft"
+    cfg = load_config(
+        ckpt.parent / "run.toml", advantage="grpo", group_size=4, episodes=8, episodes_per_shard=4, num_envs=4
+    )
+    cfg.update_epochs = 1
+    policy = load_policy(ckpt)
+    actor = collect.model_actor(cfg, HFBackend(policy), policy.processor)
+    collect.run(cfg, tmp_path / "rollouts", actor, "ckpt0")
+    rollouts = read_stage(tmp_path / "rollouts")
+    seeds = rollouts.group_by("shard").agg(pl.col("env_seed").unique())
+    assert seeds["env_seed"].list.len().to_list() == [1, 1]  # one seed per shard: one group each
+    scored = {}
+    for name in ("grpo", "gigpo"):
+        c = dataclasses.replace(cfg, advantage=name)
+        score.run(c, tmp_path / "rollouts", policy, tmp_path / name)
+        scored[name] = read_stage(tmp_path / name, SCORED_SCHEMA).sort("episode_id", "step")
+    grpo_df = scored["grpo"]
+    assert (grpo_df["value"] == 0).all()
+    per_episode = grpo_df.group_by("episode_id", maintain_order=True).agg(
+        pl.col("advantage").unique(), pl.col("reward").sum(), pl.col("env_seed").first()
+    )
+    assert per_episode["advantage"].list.len().max() == 1  # one advantage per episode
+    want = group_advantages(
+        torch.tensor(per_episode["reward"].to_list(), dtype=torch.float64),
+        torch.tensor(per_episode["env_seed"].to_list()),
+    )
+    got = torch.tensor([a[0] for a in per_episode["advantage"].to_list()], dtype=torch.float64)
+    assert want.abs().max() > 0, "every group drew equal returns: nothing tested"
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    # gigpo's step part: centred over the steps sharing an observation (first steps of a group at least)
+    step = scored["gigpo"].with_columns(part=pl.col("advantage") - grpo_df["advantage"])
+    anchors = step.group_by("env_seed", "image", "prompt_token_ids").agg(pl.col("part").sum(), n=pl.len())
+    assert anchors["n"].max() >= 3
+    assert anchors["part"].abs().max() < 1e-4
+    assert step["part"].abs().max() > 0.1  # steps from a shared observation did differ in return
+    stats = update.run(
+        dataclasses.replace(cfg, advantage="gigpo"), tmp_path / "gigpo", ckpt, tmp_path / "ckpt1"
+    )
+    assert math.isnan(stats["explained_variance"])
+    before, after = load_policy(ckpt), load_policy(tmp_path / "ckpt1")
+    for a, b in zip(before.value_head.parameters(), after.value_head.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(before.model.parameters(), after.model.parameters()))
+
+
+def test_group_size_plays_each_seed_group_size_times_and_eval_does_not(tmp_path):
+    one, sample = collect.episode_seeds(7, 2, 1, 6)
+    state = np.random.SeedSequence([7, 2, 1]).generate_state(7, dtype=np.uint32)
+    assert (one, sample) == (state[:6].tolist(), int(state[6]))  # group_size 1: the seeds runs always had
+    grouped, _ = collect.episode_seeds(7, 2, 1, 6, group_size=3)
+    assert grouped == [grouped[0]] * 3 + [grouped[3]] * 3 and grouped[0] != grouped[3]
+    cfg = small_cfg(group_size=3, episodes=6, eval_episodes=6)
+    eval_stage.run(cfg, tmp_path / "eval", collect.oracle_actor("blackjack", True), "oracle")
+    assert read_stage(tmp_path / "eval")["env_seed"].n_unique() == 6

@@ -88,7 +88,24 @@ class Config:
         "reward added to a step whose response did not parse, when parse_failure=penalty",
         rows="collect",
     )
+    group_size: int = _f(
+        1,
+        "episodes collect plays from each env seed, side by side in one shard (the group grpo and gigpo"
+        " compare); must divide episodes and episodes_per_shard",
+        lo=1,
+        rows="collect",
+    )
     # score / PPO (the paper's reference values)
+    advantage: str = _f(
+        "gae",
+        "advantage estimator: 'gae' (the paper's, with the value head), 'grpo' (an episode's return against"
+        " its group's) or 'gigpo' (grpo plus steps against the group's steps from the same observation);"
+        " grpo and gigpo train and score no value head and need group_size >= 2",
+        rows="score update",
+    )
+    step_advantage_weight: float = _f(
+        1.0, "gigpo: weight of the step advantage beside the episode's", lo=0, rows="score"
+    )
     gamma: float = _f(0.9, "discount over env steps", lo=0, hi=1, rows="score")
     gae_lambda: float = _f(0.95, "GAE lambda", lo=0, hi=1, rows="score")
     cot_lambda: float = _f(
@@ -216,6 +233,15 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         raise ValueError(f"{where}: backend = {cfg.backend!r}: expected auto, hf or vllm")
     if cfg.tracker not in ("", "tensorboard", "wandb"):
         raise ValueError(f"{where}: tracker = {cfg.tracker!r}: expected '', tensorboard or wandb")
+    if cfg.advantage not in ("gae", "grpo", "gigpo"):
+        raise ValueError(f"{where}: advantage = {cfg.advantage!r}: expected gae, grpo or gigpo")
+    if cfg.advantage != "gae" and cfg.group_size < 2:
+        raise ValueError(f"{where}: advantage = {cfg.advantage!r} compares episodes: set group_size >= 2")
+    if cfg.episodes % cfg.group_size or cfg.episodes_per_shard % cfg.group_size:
+        raise ValueError(
+            f"{where}: group_size = {cfg.group_size} must divide episodes = {cfg.episodes} and"
+            f" episodes_per_shard = {cfg.episodes_per_shard} (a group never spans two shards)"
+        )
     return cfg
 
 
@@ -247,6 +273,11 @@ def save_config(cfg: Config, path: Path) -> None:
 def stage_config(cfg: Config, *stages: str) -> dict[str, Any]:
     """The config fields that change the rows (or checkpoint) of these stages: part of their inputs."""
     return {n: getattr(cfg, n) for n, f in FIELDS.items() if set(f.metadata["rows"]) & set(stages)}
+
+
+def has_critic(cfg: Config) -> bool:
+    """Whether the advantage estimator uses the value head (gae); grpo and gigpo neither score nor train it."""
+    return cfg.advantage == "gae"
 
 
 def config_dict(cfg: Config) -> dict[str, Any]:

@@ -1,6 +1,11 @@
 """The whole PPO algorithm as pure functions over tensors (CleanRL's names), read top to bottom:
 
-1. `gae`: advantages and returns of one episode, from its rewards and the scorer's values.
+1. Advantages, one estimator chosen by `advantage` in run.toml:
+   `gae` (the paper's): per episode, from its rewards and the value head's values;
+   `grpo`: no critic; an episode's return against the others of its group (episodes played from the
+   same env seed), every step of the episode taking the episode's advantage;
+   `gigpo` (verl-agent's GiGPO): grpo's episode advantage plus a step advantage: the discounted return
+   from a step against those of the group's other steps from the identical observation.
 2. `normalize_advantages`: zero mean, unit std over an update's steps.
 3. `action_logprob`: one env step is one PPO action; its log-prob is the sum over the response's
    tokens with the chain-of-thought tokens scaled by `cot_lambda` (Zhai et al. 2024).
@@ -46,6 +51,42 @@ def gae(
         lastgaelam = delta + gamma * gae_lambda * nextnonterminal * lastgaelam
         advantages[t] = lastgaelam
     return advantages, advantages + values
+
+
+def group_advantages(scores: Tensor, groups: Tensor, eps: float = 1e-6) -> Tensor:
+    """(score - group mean) / (group std + eps), where `groups` holds each score's group id. A group of
+    one has nothing to compare with and gets 0; so does a group whose scores are all equal."""
+    _, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    n = counts.to(scores.dtype)
+    mean = torch.zeros_like(n).index_add_(0, inverse, scores) / n
+    centred = scores - mean[inverse]
+    var = torch.zeros_like(n).index_add_(0, inverse, centred**2) / (n - 1).clamp(min=1)  # unbiased
+    advantages = centred / (var.sqrt()[inverse] + eps)
+    return torch.where(counts[inverse] > 1, advantages, torch.zeros_like(advantages))
+
+
+def discounted_returns(rewards: Tensor, gamma: float) -> Tensor:
+    """sum_k gamma^k r_{t+k} from each step t of one episode to its end."""
+    returns = torch.zeros_like(rewards)
+    running = 0.0
+    for t in reversed(range(rewards.shape[0])):
+        running = rewards[t] + gamma * running
+        returns[t] = running
+    return returns
+
+
+def grpo(episode_returns: Tensor, episode_groups: Tensor) -> Tensor:
+    """GRPO's advantage of each episode: its return against its group's (one value per episode)."""
+    return group_advantages(episode_returns, episode_groups)
+
+
+def gigpo(
+    step_episode_advantage: Tensor, step_returns: Tensor, step_anchors: Tensor, step_weight: float
+) -> Tensor:
+    """GiGPO's advantage of each step: its episode's grpo advantage plus `step_weight` times the step's
+    discounted return against those of the steps in its anchor group (the same episode group and an
+    identical observation), which credits the step rather than the whole episode."""
+    return step_episode_advantage + step_weight * group_advantages(step_returns, step_anchors)
 
 
 def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:
@@ -159,7 +200,8 @@ def ppo_loss(
     pg_loss, stats = policy_loss(newlogprob, oldlogprob, advantages, clip_coef)
     v_loss = value_loss(newvalue, oldvalue, returns, clip_coef, clip_vloss)
     entropy = entropy_bonus(token_entropy)
-    loss = pg_loss + vf_coef * v_loss - ent_coef * entropy
+    # vf_coef = 0 (the critic-free estimators): no value term at all, so no gradient reaches the value head
+    loss = pg_loss + (vf_coef * v_loss if vf_coef > 0 else 0.0) - ent_coef * entropy
     return loss, {"pg_loss": pg_loss.item(), "v_loss": v_loss.item(), "entropy": entropy.item(), **stats}
 
 
