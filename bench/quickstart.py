@@ -3,6 +3,7 @@
     python bench/learn.py numberline --iterations 0     # the NumberLine recipe's SFT (runs/learn/numberline)
     python bench/quickstart.py build                     # its SFT checkpoint, in fp16, into data/quickstart/
     python bench/quickstart.py measure --seeds 0 1 2     # the main command from scratch, once per seed
+    python bench/quickstart.py measure --set advantage=\"grpo\" group_size=4   # a variant of its settings
 
 `build` ships the recipe's SFT policy (4M parameters, 8 MB in fp16) so that the README's main command
 starts RL from a policy that already reads the image, and records its provenance: the commit and recipe
@@ -11,7 +12,9 @@ eval of the fp16 weights that tests/test_quickstart.py replays.
 
 `measure` runs the README's main command (`vlmagent loop --run DIR --config data/quickstart/run.toml`)
 in a fresh run directory per seed and prints its wall time and the held-out success before and after RL,
-into docs/results/quickstart.json with the commit.
+into docs/results/quickstart.json with the commit. `--set KEY=VALUE ...` measures the same command with
+those settings changed (`--config` a copy of run.toml with them, in the runs directory), into
+docs/results/quickstart-VALUE-....json, so variants are compared on the same seeds and held-out eval.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import time
 import tomllib
 from pathlib import Path
 
-from learn import git  # bench/learn.py, beside this script
+from learn import git, parse_set  # bench/learn.py, beside this script
+
+from vlmagent.config import toml_text
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "data" / "quickstart"
@@ -87,15 +92,35 @@ def build(source: Path) -> None:
     print(json.dumps(provenance, indent=1))
 
 
-def measure(seeds: list[int], runs: Path) -> None:
+def variant_name(settings: dict) -> str:
+    """quickstart, or quickstart-VALUE-... for a variant: its results file and runs directory."""
+    return "-".join(["quickstart", *(str(v) for v in settings.values())])
+
+
+def variant(settings: dict, runs: Path) -> Path:
+    """run.toml with `settings` changed (its policy made absolute), written into `runs`; run.toml itself
+    when there are none."""
+    if not settings:
+        return RUN_TOML
+    with open(RUN_TOML, "rb") as f:
+        values = tomllib.load(f)
+    values.update(settings, policy=str(CHECKPOINT))
+    runs.mkdir(parents=True, exist_ok=True)
+    path = runs / "run.toml"
+    path.write_text(toml_text(values))
+    return path
+
+
+def measure(seeds: list[int], runs: Path, settings: dict) -> None:
     """The README's main command from scratch, once per seed: wall time, success before -> after."""
     commit = git("rev-parse", "HEAD")  # at the start: a commit made meanwhile did not run
     dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "vlmagent", "stages", "data"))
+    config = variant(settings, runs)
     rows = []
     for seed in seeds:
         run = runs / f"seed{seed}"
         shutil.rmtree(run, ignore_errors=True)
-        args = ["loop", "--run", run, "--config", RUN_TOML, "--iterations", ITERATIONS, "--seed", seed]
+        args = ["loop", "--run", run, "--config", config, "--iterations", ITERATIONS, "--seed", seed]
         t0 = time.perf_counter()
         subprocess.run([*VLMAGENT, *map(str, args)], cwd=ROOT, check=True)
         wall = time.perf_counter() - t0
@@ -125,12 +150,15 @@ def measure(seeds: list[int], runs: Path) -> None:
 
     result = {
         "command": f"vlmagent loop --run DIR --config data/quickstart/run.toml --iterations {ITERATIONS} --seed S",
+        "settings": settings,  # changed from run.toml's
         "runs": rows,
         "commit": commit,
         "dirty": dirty,
         "torch_threads": torch.get_num_threads(),
     }
-    (ROOT / "docs" / "results" / "quickstart.json").write_text(json.dumps(result, indent=1) + "\n")
+    (ROOT / "docs" / "results" / f"{variant_name(settings)}.json").write_text(
+        json.dumps(result, indent=1) + "\n"
+    )
 
 
 def main() -> None:
@@ -140,12 +168,16 @@ def main() -> None:
     b.add_argument("--from", dest="source", type=Path, default=ROOT / "runs" / "learn" / "numberline")
     m = sub.add_parser("measure", help="run the README's main command once per seed")
     m.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    m.add_argument("--runs", type=Path, default=ROOT / "runs" / "quickstart-measure")
+    m.add_argument(
+        "--runs", type=Path, help="where the runs go (default: runs/quickstart[-VALUE...]-measure)"
+    )
+    m.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="run.toml settings to change")
     args = ap.parse_args()
     if args.cmd == "build":
         build(args.source)
     else:
-        measure(args.seeds, args.runs)
+        settings = parse_set(args.set)
+        measure(args.seeds, args.runs or ROOT / "runs" / f"{variant_name(settings)}-measure", settings)
 
 
 if __name__ == "__main__":
