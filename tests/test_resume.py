@@ -70,6 +70,18 @@ def test_same_inputs_rerun_is_a_no_op_with_identical_bytes(pipe):
     assert {k: digest(pipe[k]) for k in ("rollouts", "scored", "ckpt")} == before
 
 
+def test_the_same_policy_named_relative_or_absolute_is_the_same_input(pipe, monkeypatch):
+    """A checkpoint is recorded by its absolute path and weights: naming it from another working
+    directory, or relative instead of absolute, finds the finished stage (a no-op), not a mismatch."""
+    before = digest(pipe["rollouts"])
+    monkeypatch.chdir(pipe["model"].parent)
+    code, out = cli(
+        "collect", "--run", pipe["run"], "--policy", pipe["model"].name, "--out", pipe["rollouts"]
+    )
+    assert code == 0, out
+    assert digest(pipe["rollouts"]) == before
+
+
 def test_every_stage_records_its_inputs(pipe):
     rollouts = json.loads((pipe["rollouts"] / "MANIFEST.json").read_text())["inputs"]
     assert rollouts["stage"] == "collect" and rollouts["env"] == "numberline" and rollouts["seed"] == 0

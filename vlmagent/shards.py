@@ -114,9 +114,9 @@ def weights_sha256(model_dir: Path) -> dict[str, str | None]:
 
 
 def policy_inputs(policy: str) -> dict[str, Any]:
-    """The policy part of a stage's inputs: the name or path as given (it is the rows' policy_version)
-    and a hash of its weights (those recorded in a checkpoint's vlmagent.json, else hashed here; a file
-    too big to hash counts by its size)."""
+    """The policy part of a stage's inputs: a checkpoint directory's absolute path (the same directory
+    named relative or absolute is the same input) and a hash of its weights (those recorded in its
+    vlmagent.json, else hashed here; a file too big to hash counts by its size); else the name as given."""
     d = Path(policy)
     if policy in ("oracle", "random") or not d.is_dir():
         return {"policy": policy}
@@ -125,7 +125,10 @@ def policy_inputs(policy: str) -> dict[str, Any]:
     if not hashes:
         hashes = weights_sha256(d)
     ident = {n: h or f"{(d / n).stat().st_size} bytes" for n, h in sorted(hashes.items()) if (d / n).exists()}
-    return {"policy": policy, "policy_sha256": hashlib.sha256(json.dumps(ident).encode()).hexdigest()}
+    return {
+        "policy": str(d.resolve()),
+        "policy_sha256": hashlib.sha256(json.dumps(ident).encode()).hexdigest(),
+    }
 
 
 def pid_alive(pid: int) -> bool:
