@@ -14,7 +14,7 @@ from pathlib import Path
 from vlmagent.config import Config
 from vlmagent.rundir import (
     ckpt_dir,
-    ensure_initial_checkpoint,
+    current_policy,
     eval_dir,
     latest_ckpt,
     rollouts_dir,
@@ -26,16 +26,6 @@ from vlmagent.stages.eval import evaluate, summarize
 from vlmagent.stages.tracking import log_new
 
 Echo = Callable[[str], None]
-
-
-def current_policy(cfg: Config, run_dir: Path, echo: Echo) -> tuple[int, Path]:
-    """The run's newest checkpoint; ckpt/000000 is made first from cfg.policy (or the tiny model)."""
-    k = latest_ckpt(run_dir)
-    if k is None:
-        path = ensure_initial_checkpoint(cfg, run_dir)
-        echo(f"initial policy: {path} ({cfg.policy or 'tiny model from init-model'})")
-        return 0, path
-    return k, ckpt_dir(run_dir, k)
 
 
 def iteration(cfg: Config, run_dir: Path, k: int, echo: Echo) -> None:
