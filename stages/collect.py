@@ -26,7 +26,7 @@ from vlmagent.config import Config, config_dict, stage_config
 from vlmagent.envs import env_class, make_env
 from vlmagent.policy.load import chat_text
 from vlmagent.rollout import Backend, Request, make_backend, token_char_offsets
-from vlmagent.rundir import current_policy, rollouts_dir
+from vlmagent.rundir import policy_or_current, rollouts_dir
 from vlmagent.shards import (
     ROLLOUT_SCHEMA,
     finished_shards,
@@ -388,12 +388,8 @@ def resolve(
 ) -> tuple[int, str, Path]:
     """`vlmagent collect`'s iteration, policy and output: the run's newest checkpoint k and iter/k/rollouts
     unless --policy and --out say otherwise."""
-    k = 0
-    if policy is None:
-        if run is None:
-            raise ValueError("--policy is required with --out and no --run")
-        k, path = current_policy(cfg, run, echo)
-        policy = str(path)
+    missing = "--policy is required with --out and no --run"
+    k, policy = policy_or_current(cfg, run, policy, echo, missing)
     return k, policy, out or rollouts_dir(run, k)  # type: ignore[arg-type]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from vlmagent.config import Config
 from vlmagent.envs import HELDOUT_ENV
-from vlmagent.rundir import current_policy, eval_dir
+from vlmagent.rundir import eval_dir, policy_or_current
 from vlmagent.shards import atomic_write, read_json, read_stage
 from vlmagent.stages import collect
 
@@ -40,12 +40,8 @@ def resolve(
 ) -> tuple[str, Path]:
     """`vlmagent eval`'s policy and output: the run's newest checkpoint k and eval/k unless --policy and
     --out say otherwise."""
-    k = 0
-    if policy is None:
-        if run is None:
-            raise ValueError("give --policy (a checkpoint, oracle or random) or --run")
-        k, path = current_policy(cfg, run, echo)
-        policy = str(path)
+    missing = "give --policy (a checkpoint, oracle or random) or --run"
+    k, policy = policy_or_current(cfg, run, policy, echo, missing)
     if out is None:
         if run is None:
             raise ValueError("--out is required without --run")

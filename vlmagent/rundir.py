@@ -106,3 +106,16 @@ def current_policy(cfg: Config, run: Path, echo: Callable[[str], None]) -> tuple
         echo(f"initial policy: {path} ({cfg.policy or 'tiny model from init-model'})")
         return 0, path
     return k, ckpt_dir(run, k)
+
+
+def policy_or_current(
+    cfg: Config, run: Path | None, policy: str | None, echo: Callable[[str], None], missing: str
+) -> tuple[int, str]:
+    """A given policy (iteration 0), else the run's current one (see current_policy); ValueError(missing)
+    when there is neither (the stage's message names its flags)."""
+    if policy is not None:
+        return 0, policy
+    if run is None:
+        raise ValueError(missing)
+    k, path = current_policy(cfg, run, echo)
+    return k, str(path)
