@@ -23,7 +23,7 @@ from vlmagent.rundir import (
 )
 from vlmagent.stages import collect, score, update
 from vlmagent.stages.eval import evaluate, summarize
-from vlmagent.stages.tracking import log_new
+from vlmagent.stages.tracking import check_installed, log_new
 
 Echo = Callable[[str], None]
 
@@ -46,6 +46,7 @@ def iteration(cfg: Config, run_dir: Path, k: int, echo: Echo) -> None:
 
 def run(cfg: Config, run_dir: Path, iterations: int, echo: Echo = lambda _: None) -> None:
     """Eval the start, iterate until ckpt/<iterations> exists, then eval the last policy (no-ops where done)."""
+    check_installed(cfg.tracker)  # before any work: a missing tracker package is exit 2, not a late crash
     current_policy(cfg, run_dir, echo)
     start = evaluate(cfg, str(ckpt_dir(run_dir, 0)), eval_dir(run_dir, 0))
     assert start is not None  # one worker: its summary is written

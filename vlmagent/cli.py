@@ -288,7 +288,6 @@ def loop(
             run, config_file, env=env, episodes=episodes, max_new_tokens=max_new_tokens,
             eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
         )  # fmt: skip
-        check_installed(cfg.tracker)
         loop_stage.run(cfg, run, iterations, echo=console.print)
         report_stage.show(run, console.print, with_before_after=True)
 
