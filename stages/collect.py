@@ -26,6 +26,7 @@ from vlmagent.config import Config, config_dict, stage_config
 from vlmagent.envs import env_class, make_env
 from vlmagent.policy.load import chat_text
 from vlmagent.rollout import Backend, Request, make_backend, token_char_offsets
+from vlmagent.rundir import policy_or_current, rollouts_dir
 from vlmagent.shards import (
     ROLLOUT_SCHEMA,
     finished_shards,
@@ -380,6 +381,16 @@ def run(
         inputs=inputs,
     )
     return read_manifest(out)
+
+
+def resolve(
+    cfg: Config, run: Path | None, policy: str | None, out: Path | None, echo: Callable[[str], None]
+) -> tuple[int, str, Path]:
+    """`vlmagent collect`'s iteration, policy and output: the run's newest checkpoint k and iter/k/rollouts
+    unless --policy and --out say otherwise."""
+    missing = "--policy is required with --out and no --run"
+    k, policy = policy_or_current(cfg, run, policy, echo, missing)
+    return k, policy, out or rollouts_dir(run, k)  # type: ignore[arg-type]
 
 
 def play(

@@ -50,6 +50,15 @@ def policy_version(random_frac: float) -> str:
 DEMO_SEED_OFFSET = 500_000  # demo episodes' seeds start here, apart from training's and eval's
 
 
+def resolve(run: Path | None, out: Path | None) -> Path:
+    """`vlmagent demos`'s output: --out, else the run's demos/."""
+    if out is None:
+        if run is None:
+            raise ValueError("give --out (or --run)")
+        out = run / "demos"
+    return out
+
+
 def run(cfg: Config, out: Path, seed: int | None = None) -> dict[str, Any]:
     """`cfg.episodes` demo episodes of `cfg.env` into `out` (a no-op when its MANIFEST exists);
     seed defaults to the run seed + DEMO_SEED_OFFSET."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vlmagent.config import Config
 from vlmagent.envs import HELDOUT_ENV
+from vlmagent.rundir import eval_dir, policy_or_current
 from vlmagent.shards import atomic_write, read_json, read_stage
 from vlmagent.stages import collect
 
@@ -31,6 +33,20 @@ def held_out(cfg: Config, seed: int | None) -> tuple[Config, int]:
     seed = cfg.eval_seed if seed is None else seed
     # group_size 1: every eval episode its own seed, success over distinct held-out starts
     return dataclasses.replace(cfg, env=cfg.eval_env or HELDOUT_ENV.get(cfg.env, cfg.env), group_size=1), seed
+
+
+def resolve(
+    cfg: Config, run: Path | None, policy: str | None, out: Path | None, echo: Callable[[str], None]
+) -> tuple[str, Path]:
+    """`vlmagent eval`'s policy and output: the run's newest checkpoint k and eval/k unless --policy and
+    --out say otherwise."""
+    missing = "give --policy (a checkpoint, oracle or random) or --run"
+    k, policy = policy_or_current(cfg, run, policy, echo, missing)
+    if out is None:
+        if run is None:
+            raise ValueError("--out is required without --run")
+        out = eval_dir(run, k)
+    return policy, out
 
 
 def evaluate(

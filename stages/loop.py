@@ -14,7 +14,7 @@ from pathlib import Path
 from vlmagent.config import Config
 from vlmagent.rundir import (
     ckpt_dir,
-    ensure_initial_checkpoint,
+    current_policy,
     eval_dir,
     latest_ckpt,
     rollouts_dir,
@@ -23,19 +23,9 @@ from vlmagent.rundir import (
 )
 from vlmagent.stages import collect, score, update
 from vlmagent.stages.eval import evaluate, summarize
-from vlmagent.stages.tracking import log_new
+from vlmagent.stages.tracking import check_installed, log_new
 
 Echo = Callable[[str], None]
-
-
-def current_policy(cfg: Config, run_dir: Path, echo: Echo) -> tuple[int, Path]:
-    """The run's newest checkpoint; ckpt/000000 is made first from cfg.policy (or the tiny model)."""
-    k = latest_ckpt(run_dir)
-    if k is None:
-        path = ensure_initial_checkpoint(cfg, run_dir)
-        echo(f"initial policy: {path} ({cfg.policy or 'tiny model from init-model'})")
-        return 0, path
-    return k, ckpt_dir(run_dir, k)
 
 
 def iteration(cfg: Config, run_dir: Path, k: int, echo: Echo) -> None:
@@ -56,6 +46,7 @@ def iteration(cfg: Config, run_dir: Path, k: int, echo: Echo) -> None:
 
 def run(cfg: Config, run_dir: Path, iterations: int, echo: Echo = lambda _: None) -> None:
     """Eval the start, iterate until ckpt/<iterations> exists, then eval the last policy (no-ops where done)."""
+    check_installed(cfg.tracker)  # before any work: a missing tracker package is exit 2, not a late crash
     current_policy(cfg, run_dir, echo)
     start = evaluate(cfg, str(ckpt_dir(run_dir, 0)), eval_dir(run_dir, 0))
     assert start is not None  # one worker: its summary is written

@@ -40,6 +40,8 @@ def show(
 ) -> None:
     """What `vlmagent report` (and `loop` at its end) prints: the per-iteration table, the before/after line
     when asked, and where the learning curve (png, default RUN/learning_curve.png) was drawn."""
+    if not run.is_dir():
+        raise ValueError(f"{run}: no such run directory")
     rows = gather(run)
     if not rows:
         raise ValueError(f"{run}: no iterations yet (no iter/k/rollouts, update.json or eval/k)")

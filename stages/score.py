@@ -18,6 +18,7 @@ from vlmagent.config import Config, config_dict, has_critic, stage_config
 from vlmagent.policy.forward import evaluate_actions, forward_hidden
 from vlmagent.policy.load import Policy, load_policy, model_inputs_for
 from vlmagent.ppo import discounted_returns, gae, gigpo, grpo
+from vlmagent.rundir import ckpt_dir, latest_ckpt, rollouts_dir, scored_dir
 from vlmagent.shards import (
     MANIFEST,
     ROLLOUT_SCHEMA,
@@ -126,6 +127,20 @@ def stage_inputs(cfg: Config, rollouts: Path, policy: str) -> dict[str, Any]:
         **policy_inputs(policy),
         **stage_config(cfg, "score"),
     }
+
+
+def resolve(
+    run: Path | None, rollouts: Path | None, policy: str | None, out: Path | None
+) -> tuple[Path, str, Path]:
+    """`vlmagent score`'s inputs and output: the run's newest checkpoint k, iter/k/rollouts and iter/k/scored,
+    each unless given."""
+    if run is not None:
+        k = latest_ckpt(run) or 0
+        rollouts, out = rollouts or rollouts_dir(run, k), out or scored_dir(run, k)
+        policy = policy or str(ckpt_dir(run, k))
+    if rollouts is None or out is None or policy is None:
+        raise ValueError("give --run, or all of --rollouts, --policy and --out")
+    return rollouts, policy, out
 
 
 def run(

@@ -41,6 +41,7 @@ from vlmagent.ppo import (
     normalize_advantages,
     ppo_loss,
 )
+from vlmagent.rundir import ckpt_dir, latest_ckpt, scored_dir, update_json
 from vlmagent.shards import (
     MANIFEST,
     SCORED_SCHEMA,
@@ -407,6 +408,21 @@ def stage_inputs(cfg: Config, scored: Path, policy_path: str | Path) -> dict[str
         **policy_inputs(str(policy_path)),
         **stage_config(cfg, "update"),
     }
+
+
+def resolve(
+    run: Path | None, scored: Path | None, policy: Path | None, out: Path | None
+) -> tuple[Path, Path, Path, Path | None]:
+    """`vlmagent update`'s inputs, output and report: from the run's newest checkpoint k, iter/k/scored to
+    ckpt/k+1 with iter/k/update.json, each path unless given (no report without --run)."""
+    report = None
+    if run is not None:
+        k = latest_ckpt(run) or 0
+        scored, policy = scored or scored_dir(run, k), policy or ckpt_dir(run, k)
+        out, report = out or ckpt_dir(run, k + 1), update_json(run, k)
+    if scored is None or out is None or policy is None:
+        raise ValueError("give --run, or all of --scored, --policy and --out")
+    return scored, policy, out, report
 
 
 def run(

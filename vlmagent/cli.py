@@ -24,16 +24,7 @@ from typer import Option as Opt
 
 from vlmagent.config import Config, config_dict, load_config
 from vlmagent.policy.checkpoint import CheckpointError
-from vlmagent.rundir import (
-    RUN_TOML,
-    ckpt_dir,
-    eval_dir,
-    latest_ckpt,
-    rollouts_dir,
-    run_config,
-    scored_dir,
-    update_json,
-)
+from vlmagent.rundir import RUN_TOML, default_run, run_config
 from vlmagent.shards import ShardError
 from vlmagent.stages import collect as collect_stage
 from vlmagent.stages import demos as demos_stage
@@ -110,6 +101,7 @@ EnvOpt = Annotated[str | None, Opt(help="env short name: numberline, ezpoints, p
 RunOpt = Annotated[Path | None, Opt(help="run directory (holds run.toml, ckpt/, iter/, eval/)")]
 SeedOpt = Annotated[int | None, Opt(help="seed; episodes and sampling derive from it")]
 CotOpt = Annotated[bool | None, Opt("--cot/--no-cot", help="chain-of-thought prompt or action-only")]
+MaxNewTokensOpt = Annotated[int | None, Opt(help="max tokens generated per step")]
 OverwriteOpt = Annotated[
     bool,
     Opt(help="delete the output made from other inputs and start over (else: exit 2 naming the difference)"),
@@ -182,7 +174,7 @@ def collect(
     seed: SeedOpt = None,
     num_envs: Annotated[int | None, Opt(help="envs stepped side by side")] = None,
     temperature: Annotated[float | None, Opt(help="sampling temperature")] = None,
-    max_new_tokens: Annotated[int | None, Opt(help="max tokens generated per step")] = None,
+    max_new_tokens: MaxNewTokensOpt = None,
     backend: Annotated[str | None, Opt(help="auto, hf or vllm")] = None,
     cot: CotOpt = None,
     shards: Annotated[str, Opt(help="i/n: collect only shards s with s % n == i")] = "0/1",
@@ -191,19 +183,12 @@ def collect(
     """Run envs with a policy; write one Parquet row per env step."""
 
     with cli_errors():
-        if run is None and out is None:
-            run = Path("runs") / (env or "blackjack")
+        run = default_run(run, env, out)
         cfg = _config(
             run, env=env, episodes=episodes, seed=seed, num_envs=num_envs, cot=cot,
             temperature=temperature, max_new_tokens=max_new_tokens, backend=backend,
         )  # fmt: skip
-        k = 0
-        if policy is None:
-            if run is None:
-                raise UserError("--policy is required with --out and no --run")
-            k, path = loop_stage.current_policy(cfg, run, console.print)
-            policy = str(path)
-        out = out or rollouts_dir(run, k)  # type: ignore[arg-type]
+        k, policy, out = collect_stage.resolve(cfg, run, policy, out, console.print)
         worker = _parse_shards(shards)
         manifest = collect_stage.play(cfg, policy, out, iteration=k, worker=worker, overwrite=overwrite)
         if manifest is None:
@@ -225,12 +210,7 @@ def score(
     with cli_errors():
         _at_least("--batch-size", batch_size, 1)
         cfg = _config(run)
-        if run is not None:
-            k = latest_ckpt(run) or 0
-            rollouts, out = rollouts or rollouts_dir(run, k), out or scored_dir(run, k)
-            policy = policy or str(ckpt_dir(run, k))
-        if rollouts is None or out is None or policy is None:
-            raise UserError("give --run, or all of --rollouts, --policy and --out")
+        rollouts, policy, out = score_stage.resolve(run, rollouts, policy, out)
         manifest = score_stage.run(cfg, rollouts, policy, out, batch_size=batch_size, overwrite=overwrite)
         gap = manifest.get("logprob_gap_mean")
         console.print(
@@ -250,13 +230,7 @@ def update(
     """PPO epochs on the scored steps; writes the next checkpoint."""
     with cli_errors():
         cfg = _config(run)
-        report = None
-        if run is not None:
-            k = latest_ckpt(run) or 0
-            scored, policy = scored or scored_dir(run, k), policy or ckpt_dir(run, k)
-            out, report = out or ckpt_dir(run, k + 1), update_json(run, k)
-        if scored is None or out is None or policy is None:
-            raise UserError("give --run, or all of --scored, --policy and --out")
+        scored, policy, out, report = update_stage.resolve(run, scored, policy, out)
         stats = update_stage.run(cfg, scored, policy, out, report=report, overwrite=overwrite)
         _print_summary(f"update -> {out}", {k: v for k, v in stats.items() if isinstance(v, int | float)})
 
@@ -280,16 +254,7 @@ def eval_(
         _at_least("--seed", seed, 0)  # eval's seed is not the run's: it does not go through the config
         worker = _parse_shards(shards)
         cfg = _config(run, env=env, eval_episodes=episodes, cot=cot, temperature=temperature)
-        k = 0
-        if policy is None:
-            if run is None:
-                raise UserError("give --policy (a checkpoint, oracle or random) or --run")
-            k, path = loop_stage.current_policy(cfg, run, console.print)
-            policy = str(path)
-        if out is None:
-            if run is None:
-                raise UserError("--out is required without --run")
-            out = eval_dir(run, k)
+        policy, out = eval_stage.resolve(cfg, run, policy, out, console.print)
         summary = eval_stage.evaluate(cfg, policy, out, seed, worker=worker, overwrite=overwrite)
         if summary is None:
             _print_partial(out)
@@ -310,7 +275,7 @@ def loop(
     config_file: ConfigOpt = None,
     iterations: Annotated[int, Opt(help="run until ckpt/<iterations> exists")] = 2,
     episodes: Annotated[int | None, Opt(help="episodes collected per iteration")] = None,
-    max_new_tokens: Annotated[int | None, Opt(help="max tokens generated per step")] = None,
+    max_new_tokens: MaxNewTokensOpt = None,
     eval_every: Annotated[int | None, Opt(help="eval after every N-th update (0: at the end)")] = None,
     eval_episodes: Annotated[int | None, Opt(help="episodes per eval")] = None,
     seed: SeedOpt = None,
@@ -318,12 +283,11 @@ def loop(
     """Eval the start, then collect -> score -> update, K times, then eval. Rerun after a kill: it continues."""
     with cli_errors():
         _at_least("--iterations", iterations, 0)
-        run = run or Path("runs") / (env or "blackjack")
+        run = default_run(run, env)
         cfg = _config(
             run, config_file, env=env, episodes=episodes, max_new_tokens=max_new_tokens,
             eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
         )  # fmt: skip
-        check_installed(cfg.tracker)
         loop_stage.run(cfg, run, iterations, echo=console.print)
         report_stage.show(run, console.print, with_before_after=True)
 
@@ -349,10 +313,8 @@ def demos(
     """Oracle episodes as trajectory shards (responses in the prompt's format) for `sft`."""
     with cli_errors():
         _at_least("--seed", seed, 0)  # the demo seed (default: the run seed's offset), not the config's
-        if run is None and out is None:
-            raise UserError("give --out (or --run)")
+        out = demos_stage.resolve(run, out)
         cfg = _config(run, env=env, episodes=episodes, cot=cot, demo_random_frac=random_frac)
-        out = out or run / "demos"  # type: ignore[operator]
         demos_stage.run(cfg, out, seed)
         _print_summary(f"demos {cfg.env} -> {out}", eval_stage.summarize(out))
 
@@ -393,8 +355,6 @@ def report(
 ) -> None:
     """Success, return, parse failures, clip fraction and approx KL per iteration; learning-curve PNG."""
     with cli_errors():
-        if not run.is_dir():
-            raise UserError(f"{run}: no such run directory")
         report_stage.show(run, console.print, png)
         if tracker is not None:
             if tracker not in ("tensorboard", "wandb"):

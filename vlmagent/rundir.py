@@ -60,6 +60,11 @@ def eval_dir(run: Path, k: int) -> Path:
     return Path(run) / "eval" / f"{k:06d}"
 
 
+def default_run(run: Path | None, env: str | None, out: Path | None = None) -> Path | None:
+    """--run, else runs/<env> (blackjack without an env), else None where --out says where the output goes."""
+    return run if run is not None or out is not None else Path("runs") / (env or "blackjack")
+
+
 def latest_ckpt(run: Path) -> int | None:
     """Index of the newest complete checkpoint (temp dirs start with '.', so they never count)."""
     root = Path(run) / "ckpt"
@@ -91,3 +96,26 @@ def ensure_initial_checkpoint(cfg, run: Path) -> Path:
     p = with_lora(load_policy(source), cfg)
     meta = {"step": 0, "parent": None, "source": source}
     return save_checkpoint(dest, p, meta)
+
+
+def current_policy(cfg: Config, run: Path, echo: Callable[[str], None]) -> tuple[int, Path]:
+    """The run's newest checkpoint; ckpt/000000 is made first from cfg.policy (or the tiny model)."""
+    k = latest_ckpt(run)
+    if k is None:
+        path = ensure_initial_checkpoint(cfg, run)
+        echo(f"initial policy: {path} ({cfg.policy or 'tiny model from init-model'})")
+        return 0, path
+    return k, ckpt_dir(run, k)
+
+
+def policy_or_current(
+    cfg: Config, run: Path | None, policy: str | None, echo: Callable[[str], None], missing: str
+) -> tuple[int, str]:
+    """A given policy (iteration 0), else the run's current one (see current_policy); ValueError(missing)
+    when there is neither (the stage's message names its flags)."""
+    if policy is not None:
+        return 0, policy
+    if run is None:
+        raise ValueError(missing)
+    k, path = current_policy(cfg, run, echo)
+    return k, str(path)
