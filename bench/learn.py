@@ -327,13 +327,19 @@ def is_stale(result: dict) -> bool:
     return all(changed_since(commit, result["task"], "HEAD") for commit in reproduced_on(result))
 
 
+def published() -> dict[str, dict]:
+    """This bench's results by name (docs/results also holds bench/quickstart.py's, which have no task)."""
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    return {name: r for name, r in results.items() if "task" in r}
+
+
 def table() -> str:
     """The results measured on today's code, then, apart, those that are not (with their commit)."""
     header = [
         "| run | model | T | demos | random | SFT success | RL success | oracle | paper 7B | SFT phase | RL phase (iters) | evals | commit |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
+    results = list(published().values())
     current, stale = [], []
     for r in results:  # each verdict costs git calls: one per result
         (stale if is_stale(r) else current).append(r)
@@ -385,7 +391,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.check is not None:
-        names = args.check or sorted(p.stem for p in RESULTS.glob("*.json"))
+        names = args.check or sorted(published())
         sys.exit(check(names, args.runs or ROOT / "runs" / "learn-check"))
     if args.table or not args.task:
         print(table())
