@@ -82,6 +82,22 @@ def test_the_same_policy_named_relative_or_absolute_is_the_same_input(pipe, monk
     assert digest(pipe["rollouts"]) == before
 
 
+def test_a_copy_of_the_same_weights_is_the_same_policy(pipe, tmp_path):
+    """loop copies its starting checkpoint to ckpt/000000 and evaluates it into eval/000000, which a bench
+    may have filled already from the original path: the same weights under another path find the
+    finished stage; other weights do not."""
+    common = ["--run", pipe["run"], "--episodes", 2]
+    out = tmp_path / "eval"
+    assert cli("eval", *common, "--policy", pipe["model"], "--out", out)[0] == 0
+    before = digest(out)
+    copy = shutil.copytree(pipe["model"], tmp_path / "copy")
+    code, output = cli("eval", *common, "--policy", copy, "--out", out)
+    assert code == 0, output
+    assert digest(out) == before
+    code, output = cli("eval", *common, "--policy", pipe["ckpt"], "--out", out)
+    assert code == 2 and "policy" in error_line(output)
+
+
 def test_every_stage_records_its_inputs(pipe):
     rollouts = json.loads((pipe["rollouts"] / "MANIFEST.json").read_text())["inputs"]
     assert rollouts["stage"] == "collect" and rollouts["env"] == "numberline" and rollouts["seed"] == 0
@@ -122,7 +138,7 @@ def test_score_resumed_with_another_policy_exits_2(pipe, tmp_path):
     half = copy_stage(pipe["scored"], tmp_path / "scored")
     (half / "MANIFEST.json").unlink()
     shard_path(half, 1).unlink()
-    other = copy_stage(pipe["model"], tmp_path / "other")
+    other = pipe["ckpt"]  # other weights (a copy of the same weights would be the same policy)
     args = ["score", "--run", pipe["run"], "--rollouts", pipe["rollouts"], "--out", half]
     code, out = cli(*args, "--policy", other)
     assert code == 2 and f'made with policy = "{pipe["model"]}", asked for policy = "{other}"' in error_line(

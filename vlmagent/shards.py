@@ -218,8 +218,13 @@ def stage_done(stage_dir: Path, inputs: dict[str, Any], overwrite: bool = False)
     if overwrite and finished:  # a checkpoint: save_checkpoint replaces it
         return False
     keys = sorted(set(recorded) | set(inputs)) if whole else list(recorded)
+    same_weights = recorded.get("policy_sha256") is not None and recorded.get("policy_sha256") == inputs.get(
+        "policy_sha256"
+    )
     for key in sorted(keys, key=lambda k: k != "stage"):  # another stage's output: say that first
         old, new = recorded.get(key), inputs.get(key)
+        if key == "policy" and same_weights:  # the same weights under another path (a copy): the same policy
+            continue
         if old != new:
             what = (
                 f"not the output of {inputs.get('stage')} (it records no stage)"
