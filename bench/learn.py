@@ -89,10 +89,14 @@ def changed_since(commit: str | None, task: str, now: str | None = None) -> bool
 
 
 def parse_set(items: list[str]) -> dict:
+    """KEY=VALUE pairs; VALUE is a TOML value (4e-5, true, "x"), or else a bare string (advantage=grpo)."""
     out = {}
     for item in items:
         key, _, value = item.partition("=")
-        out[key] = tomllib.loads(f"v = {value}")["v"] if value else ""
+        try:
+            out[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value
     return out
 
 
@@ -298,6 +302,14 @@ def check(names: list[str], runs: Path) -> int:
     return 1 if short else 0
 
 
+def estimator(r: dict) -> str:
+    """The advantage estimator of a result's RL phase, from its run.toml (gae: the default)."""
+    toml = RESULTS / f"{r['name']}_run.toml"
+    settings = tomllib.loads(toml.read_text()) if toml.exists() else {}
+    advantage = settings.get("advantage", "gae")
+    return advantage if advantage == "gae" else f"{advantage} G={settings.get('group_size', 1)}"
+
+
 def row(r: dict) -> str:
     s, t = r["success"], r["seconds"]
     sft_time = sum(t.get(k, 0.0) for k in ("init", "demos", "sft_read", "sft"))
@@ -310,7 +322,7 @@ def row(r: dict) -> str:
     if checks := [c for c in reproduced_on(r) if c != r.get("commit")]:
         commit += f", reproduced on {checks[-1][:10]}"
     return (
-        f"| {r['name']} | {r['model']} | {r['temperature']} | {r['demo_episodes']} | {random} | {100 * s['sft']:.1f}% "
+        f"| {r['name']} | {estimator(r) if r['iterations'] else '-'} | {r['model']} | {r['temperature']} | {r['demo_episodes']} | {random} | {100 * s['sft']:.1f}% "
         f"| {rl_success} | {100 * s['oracle']:.1f}% | {paper} | {sft_phase} "
         f"| {t.get('rl', 0.0) / 60:.1f} min ({r['iterations']}) | {evals / 60:.1f} min | {commit} |"
     )
@@ -336,8 +348,8 @@ def published() -> dict[str, dict]:
 def table() -> str:
     """The results measured on today's code, then, apart, those that are not (with their commit)."""
     header = [
-        "| run | model | T | demos | random | SFT success | RL success | oracle | paper 7B | SFT phase | RL phase (iters) | evals | commit |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | estimator | model | T | demos | random | SFT success | RL success | oracle | paper 7B | SFT phase | RL phase (iters) | evals | commit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     results = list(published().values())
     current, stale = [], []
