@@ -38,6 +38,7 @@ import polars as pl
 from vlmagent.config import toml_text
 from vlmagent.stages.collect import episode_summary
 from vlmagent.stages.eval import summary_rows
+from vlmagent.stages.report import gather
 
 ROOT = Path(__file__).resolve().parent.parent
 VLMAGENT = [sys.executable, "-m", "vlmagent"]
@@ -247,6 +248,12 @@ def run_task(
         "mean_return": {k: v["mean_return"] for k, v in summary.items()},
         "parse_failure": {k: v["parse_failure_rate"] for k, v in summary.items()},
         "eval_episodes": summary["rl"]["episodes"],
+        # per iteration: training success and parse failures (the estimators' plot reads these)
+        "train_curve": [
+            {k: r[k] for k in ("iteration", "train_success", "train_parse_failure")}
+            for r in gather(run)
+            if "train_success" in r
+        ],
         **(
             {"success_by_task_type": {k: success_by_task_type(d) for k, d in stages.items()}}
             if task == "alfworld"
@@ -382,6 +389,42 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def plot_estimators(task: str) -> Path:
+    """Training success per iteration of every published RL run of `task`, one line each, with its
+    held-out success after SFT and after RL: docs/results/TASK_estimators.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in published().values() if r["task"] == task and r.get("train_curve")]
+    if not runs:
+        sys.exit(f"no published RL run of {task} has a train_curve (rerun its bench to add one)")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in runs:
+        its = [c["iteration"] for c in r["train_curve"]]
+        line = ax.plot(its, [c["train_success"] for c in r["train_curve"]], "o-", ms=3, alpha=0.8)[0]
+        ax.plot(
+            [0, r["iterations"]],
+            [r["success"]["sft"], r["success"]["rl"]],
+            "s--",
+            color=line.get_color(),
+            ms=6,
+        )
+        line.set_label(f"{r['name']} ({estimator(r)}): {100 * r['success']['rl']:.1f}% held out")
+    ax.axhline(runs[0]["success"]["oracle"], color="gray", lw=0.8, ls=":", label="oracle")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("success (o: training episodes; s: 1,000 held-out)")
+    ax.set_title(f"{task}: advantage estimators from the same SFT checkpoint")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = RESULTS / f"{task}_estimators.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -401,7 +444,15 @@ def main() -> None:
         metavar="NAME",
         help="rerun these published results (default: all) into --runs and compare; exit 1 when one falls short",
     )
+    ap.add_argument(
+        "--plot",
+        metavar="TASK",
+        help="draw docs/results/TASK_estimators.png from the published RL runs of TASK",
+    )
     args = ap.parse_args()
+    if args.plot:
+        print(plot_estimators(args.plot))
+        return
     if args.check is not None:
         names = args.check or sorted(published())
         sys.exit(check(names, args.runs or ROOT / "runs" / "learn-check"))
