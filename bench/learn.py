@@ -15,6 +15,9 @@ minus its final eval (from the file times of the last checkpoint and the eval su
 RUN/results.json; the learning curve and the SFT loss curve are copied to docs/results/. Each result
 records the commit it ran on (a resumed bench refuses other code), and the table sets apart rows whose
 code or recipe have changed since they were measured or last reproduced by `--check`.
+
+    --temperature 0.2    also evaluate the SFT and RL policies on the same held-out seeds at T=0.2
+    --eval-workers 2     split the bench's evals over 2 processes (when cores are free; same result)
 """
 
 from __future__ import annotations
@@ -101,16 +104,24 @@ def parse_set(items: list[str]) -> dict:
     return out
 
 
-def sh(run: Path, *args) -> float:
-    """Run one vlmagent command (appended to RUN/commands.sh); its wall time in seconds."""
+def sh(run: Path, *args, workers: int = 1) -> float:
+    """Run one vlmagent command (appended to RUN/commands.sh); its wall time in seconds. With workers > 1
+    (an eval) it first runs as that many processes at once, worker i playing --shards i/workers, then
+    once whole: that replays nothing and writes the summary, which no worker writes when they finish together."""
     # paths relative to the repo root (the commands run there): commands.sh reruns from any clone
     cmd = [os.path.relpath(a, ROOT) if isinstance(a, Path) else str(a) for a in args]
-    line = "vlmagent " + " ".join(shlex.quote(c) for c in cmd)
+    parts = [[*cmd, "--shards", f"{i}/{workers}"] for i in range(workers)] if workers > 1 else []
     with open(run / "commands.sh", "a") as f:
-        f.write(line + "\n")
-    print("$ " + line, flush=True)
+        for c in [*parts, cmd]:
+            f.write("vlmagent " + " ".join(shlex.quote(a) for a in c) + "\n")
     t = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": THREADS, "HF_HUB_OFFLINE": "1"}
+    for c in parts:
+        print("$ vlmagent " + " ".join(shlex.quote(a) for a in c) + " &", flush=True)
+    procs = [subprocess.Popen(VLMAGENT + c, cwd=ROOT, env=env) for c in parts]
+    if any(p.wait() for p in procs):
+        sys.exit(f"an eval worker failed: {' '.join(cmd)}")
+    print("$ vlmagent " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     subprocess.run(VLMAGENT + cmd, check=True, cwd=ROOT, env=env)
     return time.perf_counter() - t
 
@@ -144,6 +155,8 @@ def run_task(
     runs: Path,
     iterations: int | None = None,
     publish: bool = True,
+    eval_workers: int = 1,
+    temperatures: tuple[float, ...] = (),
 ) -> dict:
     recipe = tomllib.loads((ROOT / "recipes" / f"{task}.toml").read_text())
     knobs, settings = recipe["recipe"], {**recipe["run"], **overrides}
@@ -208,7 +221,10 @@ def run_task(
             phase("sft_read", lambda: sft_phase(base, start, "--facts-only", "--steps", read_steps))
         phase("sft", lambda: sft_phase(start, sft))
     eval0 = run / "eval" / "000000"
-    phase("eval_sft", lambda: sh(run, "eval", "--run", run, "--policy", sft, "--out", eval0))
+    phase(
+        "eval_sft",
+        lambda: sh(run, "eval", "--run", run, "--policy", sft, "--out", eval0, workers=eval_workers),
+    )
     iterations = int(knobs["iterations"]) if iterations is None else iterations
     final = run / "eval" / f"{iterations:06d}"  # with no RL iteration: the SFT eval
 
@@ -223,8 +239,24 @@ def run_task(
     if iterations:
         phase("rl", rl)
     oracle, random = run / "eval_oracle", run / "eval_random"
-    phase("eval_oracle", lambda: sh(run, "eval", "--run", run, "--policy", "oracle", "--out", oracle))
-    phase("eval_random", lambda: sh(run, "eval", "--run", run, "--policy", "random", "--out", random))
+    for key, policy, out in (("eval_oracle", "oracle", oracle), ("eval_random", "random", random)):
+        phase(
+            key,
+            lambda p=policy, o=out: sh(
+                run, "eval", "--run", run, "--policy", p, "--out", o, workers=eval_workers
+            ),
+        )
+    # the same held-out seeds sampled at other temperatures (the paper samples at 0.2; greedy is 0)
+    at_temperature: dict[str, dict[str, Path]] = {}
+    for t in temperatures:
+        policies = {"sft": sft, **({"rl": run / "ckpt" / f"{iterations:06d}"} if iterations else {})}
+        at_temperature[f"{t:g}"] = {k: run / f"eval_T{t:g}" / k for k in policies}
+        for k, policy in policies.items():
+            out, args = at_temperature[f"{t:g}"][k], ("--policy", policy, "--temperature", t)
+            phase(
+                f"eval_{k}_T{t:g}",
+                lambda a=args, o=out: sh(run, "eval", "--run", run, *a, "--out", o, workers=eval_workers),
+            )
     if iterations:
         sh(run, "report", run)
     # held out: no eval seed was a demo or training seed
@@ -234,6 +266,10 @@ def run_task(
     assert not (seeds(final) & train_seeds), "an eval seed was used in demos or training"
     stages = {"sft": eval0, "rl": final, "oracle": oracle, "random": random}
     summary = {k: json.loads((d / "summary.json").read_text()) for k, d in stages.items()}
+    by_temperature = {
+        t: {k: json.loads((d / "summary.json").read_text()) for k, d in dirs.items()}
+        for t, dirs in at_temperature.items()
+    }
     result = {
         "task": task,
         "name": name,
@@ -248,6 +284,17 @@ def run_task(
         "mean_return": {k: v["mean_return"] for k, v in summary.items()},
         "parse_failure": {k: v["parse_failure_rate"] for k, v in summary.items()},
         "eval_episodes": summary["rl"]["episodes"],
+        # the SFT and RL policies on the same seeds at other sampling temperatures
+        **(
+            {
+                "at_temperature": {
+                    t: {k: {m: v[f"{m}_rate"] for m in ("success", "parse_failure")} for k, v in s.items()}
+                    for t, s in by_temperature.items()
+                }
+            }
+            if by_temperature
+            else {}
+        ),
         # per iteration: training success and parse failures (the estimators' plot reads these)
         "train_curve": [
             {k: r[k] for k in ("iteration", "train_success", "train_parse_failure")}
@@ -282,7 +329,7 @@ def publish_result(run: Path, result: dict, own_sft: bool) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
 
 
-def check(names: list[str], runs: Path) -> int:
+def check(names: list[str], runs: Path, workers: int = 1) -> int:
     """Rerun published results from scratch into `runs` (nothing published) and compare their held-out
     success after SFT and after RL with docs/results/NAME.json; 1 when one falls short by more than
     eval noise (3 standard deviations of the difference of two evals of that many episodes)."""
@@ -290,7 +337,18 @@ def check(names: list[str], runs: Path) -> int:
     rows, short = [], 0
     for name, pub in sorted(published.items(), key=lambda kv: kv[1]["sft_from"] is not None):
         sft_from = runs / Path(pub["sft_from"]).name if pub["sft_from"] else None
-        now = run_task(pub["task"], name, pub["overrides"], sft_from, runs, pub["iterations"], publish=False)
+        temperatures = tuple(float(t) for t in pub.get("at_temperature", {}))
+        now = run_task(
+            pub["task"],
+            name,
+            pub["overrides"],
+            sft_from,
+            runs,
+            pub["iterations"],
+            False,
+            workers,
+            temperatures,
+        )
         ok = True
         for phase in ("sft", "rl") if pub["iterations"] else ("sft",):
             p, q, n = pub["success"][phase], now["success"][phase], now["eval_episodes"]
@@ -371,6 +429,13 @@ def table() -> str:
             "",
         ]
         lines += header + [row(r) for r in stale]
+    if sampled := [r for r in results if "at_temperature" in r]:
+        lines += ["", "The same held-out seeds sampled at other temperatures (the paper's is 0.2):", ""]
+        lines += ["| run | T | SFT success | RL success |", "| --- | --- | --- | --- |"]
+        for r in sampled:
+            for t, s in r["at_temperature"].items():
+                rl = f"{100 * s['rl']['success']:.1f}%" if "rl" in s else "not run"
+                lines.append(f"| {r['name']} | {t} | {100 * s['sft']['success']:.1f}% | {rl} |")
     for r in results:  # ALFWorld: per task type (episodes drawn from the held-out games)
         if "success_by_task_type" in r:
             by = r["success_by_task_type"]
@@ -437,6 +502,19 @@ def main() -> None:
     ap.add_argument(
         "--runs", type=Path, help="where bench runs live (default runs/learn; with --check runs/learn-check)"
     )
+    ap.add_argument(
+        "--eval-workers",
+        type=int,
+        default=1,
+        help="split each of the bench's evals over this many processes (one thread each; --shards i/n)",
+    )
+    ap.add_argument(
+        "--temperature",
+        type=float,
+        action="append",
+        default=[],
+        help="also evaluate the SFT and RL policies on the same seeds at this temperature (repeatable)",
+    )
     ap.add_argument("--table", action="store_true", help="print the results table of docs/results/*.json")
     ap.add_argument(
         "--check",
@@ -455,7 +533,7 @@ def main() -> None:
         return
     if args.check is not None:
         names = args.check or sorted(published())
-        sys.exit(check(names, args.runs or ROOT / "runs" / "learn-check"))
+        sys.exit(check(names, args.runs or ROOT / "runs" / "learn-check", args.eval_workers))
     if args.table or not args.task:
         print(table())
         return
@@ -466,6 +544,8 @@ def main() -> None:
         args.sft_from,
         args.runs or ROOT / "runs" / "learn",
         args.iterations,
+        eval_workers=args.eval_workers,
+        temperatures=tuple(args.temperature),
     )
     print(json.dumps({k: result[k] for k in ("name", "success", "seconds")}, indent=1))
 
