@@ -111,17 +111,16 @@ def sh(run: Path, *args, workers: int = 1) -> float:
     # paths relative to the repo root (the commands run there): commands.sh reruns from any clone
     cmd = [os.path.relpath(a, ROOT) if isinstance(a, Path) else str(a) for a in args]
     parts = [[*cmd, "--shards", f"{i}/{workers}"] for i in range(workers)] if workers > 1 else []
+    lines = ["vlmagent " + " ".join(shlex.quote(a) for a in c) for c in [*parts, cmd]]
     with open(run / "commands.sh", "a") as f:
-        for c in [*parts, cmd]:
-            f.write("vlmagent " + " ".join(shlex.quote(a) for a in c) + "\n")
+        f.write("".join(line + "\n" for line in lines))
     t = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": THREADS, "HF_HUB_OFFLINE": "1"}
-    for c in parts:
-        print("$ vlmagent " + " ".join(shlex.quote(a) for a in c) + " &", flush=True)
+    print("".join(f"$ {line} &\n" for line in lines[:-1]), end="", flush=True)
     procs = [subprocess.Popen(VLMAGENT + c, cwd=ROOT, env=env) for c in parts]
-    if any(p.wait() for p in procs):
-        sys.exit(f"an eval worker failed: {' '.join(cmd)}")
-    print("$ vlmagent " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+    if any([p.wait() for p in procs]):  # a list: every worker is waited for before the bench exits
+        sys.exit(f"an eval worker failed: {lines[-1]}")
+    print(f"$ {lines[-1]}", flush=True)
     subprocess.run(VLMAGENT + cmd, check=True, cwd=ROOT, env=env)
     return time.perf_counter() - t
 
@@ -247,15 +246,14 @@ def run_task(
             ),
         )
     # the same held-out seeds sampled at other temperatures (the paper samples at 0.2; greedy is 0)
-    at_temperature: dict[str, dict[str, Path]] = {}
-    for t in temperatures:
-        policies = {"sft": sft, **({"rl": run / "ckpt" / f"{iterations:06d}"} if iterations else {})}
-        at_temperature[f"{t:g}"] = {k: run / f"eval_T{t:g}" / k for k in policies}
-        for k, policy in policies.items():
-            out, args = at_temperature[f"{t:g}"][k], ("--policy", policy, "--temperature", t)
+    policies = {"sft": sft, **({"rl": run / "ckpt" / f"{iterations:06d}"} if iterations else {})}
+    at_temperature = {f"{t:g}": {k: run / f"eval_T{t:g}" / k for k in policies} for t in temperatures}
+    for t, dirs in at_temperature.items():
+        for k, out in dirs.items():
+            args = ("--policy", policies[k], "--temperature", t, "--out", out)
             phase(
-                f"eval_{k}_T{t:g}",
-                lambda a=args, o=out: sh(run, "eval", "--run", run, *a, "--out", o, workers=eval_workers),
+                f"eval_{k}_T{t}",
+                lambda a=args: sh(run, "eval", "--run", run, *a, workers=eval_workers),
             )
     if iterations:
         sh(run, "report", run)
