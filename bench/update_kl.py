@@ -14,6 +14,7 @@ Once most steps are clipped, the rest of the update learns only from the few tha
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
@@ -64,13 +65,19 @@ def main() -> None:
             set_lr(optimizer, cfg, lr)
         params = [p for group in optimizer.param_groups for p in group["params"]]
         targets = targets_of(df, cfg, policy.device)
-        perm = torch.randperm(df.height, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + k))
+        # update's mini-batches: one shuffle per epoch from update's seed, epochs chained
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + k)
+        minibatches = [
+            perm[i : i + cfg.minibatch_size]
+            for _ in range(math.ceil(args.steps * cfg.grad_accum * cfg.minibatch_size / df.height))
+            for perm in [torch.randperm(df.height, generator=gen)]
+            for i in range(0, df.height, cfg.minibatch_size)
+        ]
         cells, m = [], 0
         policy.model.train()
         for s in range(1, args.steps + 1):
             for _ in range(cfg.grad_accum):
-                idx = perm[m * cfg.minibatch_size : (m + 1) * cfg.minibatch_size]
-                m += 1
+                idx, m = minibatches[m], m + 1
                 minibatch_backward(policy, df[idx.tolist()], idx, targets, cfg, cfg.grad_accum, where="bench")
             optimizer_step(policy, params, optimizer, cfg, epoch=0)
             if s in marks:
