@@ -3,6 +3,7 @@ after RL, and the wall time of each phase on this machine.
 
     python bench/learn.py numberline                   # recipes/numberline.toml -> runs/learn/numberline
     python bench/learn.py numberline --name nl-lambda1 --set cot_lambda=1.0 --sft-from runs/learn/numberline
+    python bench/learn.py blackjack --name bj-read --set read_steps=1000 --iterations 0   # a recipe knob
     python bench/learn.py --table                      # the results table (markdown) of every run so far
     python bench/learn.py --check numberline           # rerun a published result from scratch and compare;
                                                        # a pass on a clean commit is recorded in its JSON
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import polars as pl
 
-from vlmagent.config import toml_text
+from vlmagent.config import FIELDS, toml_text
 from vlmagent.stages.collect import episode_summary
 from vlmagent.stages.eval import summary_rows
 from vlmagent.stages.report import gather
@@ -51,6 +52,9 @@ PAPER = {"numberline": 89.4, "ezpoints": 50.0, "blackjack": 40.2, "points24": 2.
 # what a result depends on besides its recipe's settings: a row measured where these differ from today's
 # is stale (data/tiny: init-model's tokenizer)
 CODE = ("vlmagent", "stages", "data/tiny")
+# a recipe's [recipe] table: what the bench does around the stages (run.toml holds the rest)
+KNOBS = ("model_size", "model_image_size", "model_patch_size", "demo_episodes", "read_steps", "iterations",
+         "train_games_per_type", "heldout_games_per_type")  # fmt: skip
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")  # every command of a run gets this many
 
 
@@ -158,7 +162,12 @@ def run_task(
     temperatures: tuple[float, ...] = (),
 ) -> dict:
     recipe = tomllib.loads((ROOT / "recipes" / f"{task}.toml").read_text())
-    knobs, settings = recipe["recipe"], {**recipe["run"], **overrides}
+    unknown = sorted(k for k in overrides if k not in FIELDS and k not in KNOBS)
+    if unknown:
+        sys.exit(f"--set {', '.join(unknown)}: neither a run.toml key nor a recipe knob ({', '.join(KNOBS)})")
+    # an override of a run.toml key goes to the run's settings, a knob to the recipe's [recipe] table
+    knobs = {**recipe["recipe"], **{k: v for k, v in overrides.items() if k not in FIELDS}}
+    settings = {**recipe["run"], **{k: v for k, v in overrides.items() if k in FIELDS}}
     run = runs / name
     run.mkdir(parents=True, exist_ok=True)
     times_file = run / "times.json"
@@ -494,7 +503,12 @@ def main() -> None:
         "task", nargs="?", help="numberline, blackjack, ezpoints or points24 (recipes/<task>.toml)"
     )
     ap.add_argument("--name", help="run name (default: the task)")
-    ap.add_argument("--set", action="append", default=[], help="override a run.toml key: key=value")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="override a run.toml key, or a recipe knob (read_steps, demo_episodes, model_image_size...): key=value",
+    )
     ap.add_argument("--sft-from", type=Path, help="reuse the SFT checkpoint of this earlier bench run")
     ap.add_argument("--iterations", type=int, help="RL iterations (default: the recipe's; 0: SFT only)")
     ap.add_argument(
