@@ -63,14 +63,14 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def split(step, images: list[list[bytes | None]], vision_of) -> dict[str, float]:
+def split(step, images: list[list[bytes | None]], policy) -> dict[str, float]:
     """Median seconds per step of `step(i)` over the batches (a busy moment on a shared core moves a mean),
     and the shares of its parts (one profiled step)."""
     step(0)  # warm-up: allocator, first-call paths
     n = len(images)
     seconds = statistics.median(_timed(lambda i=i: step(i)) for i in range(1, n))
-    pre = sum(_timed(lambda im=im: model_inputs_for(vision_of.policy, im)) for im in images[1:]) / (n - 1)
-    vision = sum(_timed(lambda im=im: vision_of(im)) for im in images[1:]) / (n - 1) - pre
+    pre = sum(_timed(lambda im=im: model_inputs_for(policy, im)) for im in images[1:]) / (n - 1)
+    vision = sum(_timed(lambda im=im: encode_images(policy, im)) for im in images[1:]) / (n - 1) - pre
     with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
         step(1)
     events = prof.key_averages()
@@ -111,16 +111,11 @@ def padding(prompts: list[list[int]], responses: list[list[int]]) -> tuple[int, 
     return max(lens) * len(lens), sum(lens)
 
 
-class VisionOf:
-    """The frozen vision tower + projector on a batch's images, preprocessing included (no gradient)."""
-
-    def __init__(self, policy) -> None:
-        self.policy = policy
-
-    @torch.no_grad()
-    def __call__(self, images: list[bytes | None]) -> None:
-        inputs = model_inputs_for(self.policy, images)
-        self.policy.family.backbone(self.policy.model).get_image_features(pixel_values=inputs["pixel_values"])
+@torch.no_grad()
+def encode_images(policy, images: list[bytes | None]) -> None:
+    """The frozen vision tower + projector on a batch's images, preprocessing included."""
+    inputs = model_inputs_for(policy, images)
+    policy.family.backbone(policy.model).get_image_features(pixel_values=inputs["pixel_values"])
 
 
 def sft_row(task: str, steps: int, work: Path, compiled: bool) -> dict:
@@ -157,7 +152,7 @@ def sft_row(task: str, steps: int, work: Path, compiled: bool) -> dict:
     policy.model.train()
     start = copy.deepcopy((policy.model.state_dict(), optimizer.state_dict()))
     eager = first()
-    row = split(step, [[images[j] for j in idx] for idx in batches], VisionOf(policy))
+    row = split(step, [[images[j] for j in idx] for idx in batches], policy)
     if compiled:  # again from the same start
         policy.model.load_state_dict(start[0])
         optimizer.load_state_dict(start[1])
@@ -195,7 +190,7 @@ def update_row(run: Path, k: int, steps: int, compiled: bool) -> dict:
     rows = [df[b.tolist()] for b in batches]
     start = copy.deepcopy((policy.model.state_dict(), optimizer.state_dict()))
     eager = first()
-    row = split(step, [r["image"].to_list() for r in rows], VisionOf(policy))
+    row = split(step, [r["image"].to_list() for r in rows], policy)
     if compiled:
         policy.model.load_state_dict(start[0])
         optimizer.load_state_dict(start[1])
