@@ -6,3 +6,6 @@ vlmagent eval --run runs/learn/blackjack-read --policy runs/learn/blackjack-read
 vlmagent eval --run runs/learn/blackjack-read --policy oracle --out runs/learn/blackjack-read/eval_oracle
 vlmagent eval --run runs/learn/blackjack-read --policy random --out runs/learn/blackjack-read/eval_random
 vlmagent eval --run runs/learn/blackjack-read --policy runs/learn/blackjack-read/sft --temperature 0.2 --out runs/learn/blackjack-read/eval_T0.2/sft
+vlmagent loop --run runs/learn/blackjack-read --iterations 10
+vlmagent eval --run runs/learn/blackjack-read --policy runs/learn/blackjack-read/ckpt/000010 --temperature 0.2 --out runs/learn/blackjack-read/eval_T0.2/rl
+vlmagent report runs/learn/blackjack-read
