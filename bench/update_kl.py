@@ -23,6 +23,7 @@ from rich.table import Table
 
 from vlmagent.config import load_config
 from vlmagent.policy.load import load_policy
+from vlmagent.ppo import policy_loss
 from vlmagent.rundir import ckpt_dir, scored_dir
 from vlmagent.shards import SCORED_SCHEMA, read_stage
 from vlmagent.stages.update import (
@@ -90,10 +91,11 @@ def main() -> None:
                             for i in range(0, probe.height, cfg.minibatch_size)
                         ]
                     )
-                logratio = new - targets.old_logprob[: probe.height]
-                kl = ((logratio.exp() - 1) - logratio).mean().item()
-                clipped = ((logratio.exp() - 1).abs() > cfg.clip_coef).float().mean().item()
-                cells.append(f"{kl:.3g} / {clipped:.0%}")
+                # update's own diagnostics (the advantages do not enter them)
+                _, st = policy_loss(
+                    new, targets.old_logprob[: probe.height], torch.zeros_like(new), cfg.clip_coef
+                )
+                cells.append(f"{st['approx_kl']:.3g} / {st['clipfrac']:.0%}")
         table.add_row(f"{lr:g}", *cells)
     Console(width=200).print(table)
 
