@@ -158,8 +158,9 @@ def shard_indices(episodes: int, per_shard: int) -> list[tuple[int, int]]:
 
 def env_kwargs(cfg: Config) -> dict[str, Any]:
     """make_env's keyword arguments for this config's env."""
-    if env_class(cfg.env).takes_games_root and cfg.alfworld_games:
-        return {"image_size": cfg.image_size, "games_root": cfg.alfworld_games}
+    if env_class(cfg.env).takes_games_root:  # ALFWorld
+        root = {"games_root": cfg.alfworld_games} if cfg.alfworld_games else {}
+        return {"image_size": cfg.image_size, "history": cfg.alfworld_history, **root}
     return {"image_size": cfg.image_size}
 
 
@@ -216,12 +217,17 @@ def run_episodes(
 
 
 def env_action(
-    legal: list[str], response: str, failure_mode: str, cfg: Config, rng: np.random.Generator
+    legal: list[str],
+    response: str,
+    failure_mode: str,
+    cfg: Config,
+    rng: np.random.Generator,
+    numbered: bool = False,
 ) -> tuple[str | None, int | str, float]:
     """What a response makes the env step: (the legal action it names or None, what env.step takes, the
     reward penalty). A response that names none: the env judges the raw text ("env"), or the paper's
     random legal action is stepped ("random"; "penalty" also costs cfg.parse_penalty)."""
-    action, ok = prompts.parse(legal, response)
+    action, ok = prompts.parse(legal, response, numbered)
     if ok:
         return action, legal.index(action), 0.0
     if failure_mode == "env":
@@ -241,7 +247,8 @@ def play_step(
 ) -> tuple[dict[str, Any], np.ndarray, bool]:
     """Step `env` (showing `obs`) with what completion `c` names: the step's row columns (all but the
     episode's), the next observation, and whether the episode ended."""
-    action, step_with, penalty = env_action(list(env.unwrapped.actions), c.response, failure_mode, cfg, rng)
+    u = env.unwrapped
+    action, step_with, penalty = env_action(list(u.actions), c.response, failure_mode, cfg, rng, u.numbered_actions)
     image = png_bytes(obs)
     next_obs, reward, terminated, truncated, info = env.step(step_with)
     columns = {

@@ -162,7 +162,7 @@ def test_state_text_prompt_and_oracle_response(env):
     text = env.state_text()
     assert text.startswith(f"Your task is to: {env.task.text}.")
     assert f"> {env._log[-1][0]}" in text and "carrying nothing" in text
-    assert all(f"'{a}'" in text for a in env.actions)
+    assert all(f"\n{i}: {a}" in text for i, a in enumerate(env.actions, 1))
     from vlmagent import prompts
 
     for cot in (True, False):
@@ -170,9 +170,29 @@ def test_state_text_prompt_and_oracle_response(env):
         assert text in prompt and ('"thoughts"' in prompt) == cot and '"action"' in prompt
         response = alfworld_oracle_response(env, cot)
         assert ("thoughts" in json.loads(response)) == cot
-        assert prompts.parse(env.actions, response) == (env.actions[env.oracle_action()], True)
+        assert json.loads(response)["action"] == str(env.oracle_action() + 1)  # its number in the list
+        assert prompts.parse(env.actions, response, numbered=True) == (env.actions[env.oracle_action()], True)
     info = env.step(0)[4]
     json.dumps(info)  # JSON-serialisable
+
+
+@needs_engine
+def test_history_sets_how_many_commands_the_prompt_shows():
+    from vlmagent.envs.alfworld import ALFWorldEnv
+
+    texts = {}
+    for history in (0, 1, 3):
+        env = ALFWorldEnv(split="train", history=history, images=False)
+        env.reset(seed=5)
+        played = []
+        for _ in range(3):
+            played.append(env.actions[env.oracle_action()])
+            env.step(env.oracle_action())
+        texts[history] = env.state_text()
+        commands = [line for line in texts[history].splitlines() if line.startswith("> ")]
+        assert commands == [f"> {c}" for c in played[len(played) - history :]], history
+        env.close()
+    assert len(texts[0]) < len(texts[1]) < len(texts[3])
 
 
 @needs_engine
@@ -332,6 +352,20 @@ def test_parse_tells_cabinet_1_from_cabinet_10():
         parse(actions, '{"action": "Take apple 1 from countertop 1"}')[0] == "take apple 1 from countertop 1"
     )
     assert parse(actions, '{"action": "go to cabinet 3"}') == (None, False)
+
+
+def test_parse_reads_a_number_as_the_listed_action_only_when_numbered():
+    from vlmagent.prompts import parse
+
+    actions = ["go to cabinet 1", "go to cabinet 10", "look"]
+    assert parse(actions, '{"action": "2"}', numbered=True) == ("go to cabinet 10", True)
+    assert parse(actions, '{"action": 3}', numbered=True) == ("look", True)
+    assert parse(actions, '{"action": "look"}', numbered=True) == ("look", True)  # the command still counts
+    for bad in ('{"action": "0"}', '{"action": "4"}', '{"action": "-1"}', '{"action": "2 or 3"}'):
+        assert parse(actions, bad, numbered=True) == (None, False), bad
+    # the card tasks' actions include numbers: there a number is an action's text, not its place
+    assert parse(["1", "2", "+"], '{"action": "2"}') == ("2", True)
+    assert parse(["5", "+"], '{"action": "1"}') == (None, False)
 
 
 def test_prompt_format():

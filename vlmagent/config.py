@@ -42,6 +42,9 @@ class Config:
         " $VLMAGENT_ALFWORLD_GAMES, else the games shipped in data/alfworld",
         rows="collect",
     )
+    alfworld_history: int = _f(
+        3, "ALFWorld: how many recent commands, with their feedback, the prompt shows", lo=0, rows="collect"
+    )
     seed: int = _f(
         0,
         "run seed: env seeds and sampling seeds derive from (seed, iteration, shard)",

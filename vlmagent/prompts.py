@@ -140,11 +140,13 @@ def _action_patterns(actions: tuple[str, ...]) -> list[tuple[str, re.Pattern[str
     return patterns
 
 
-def parse(actions: Sequence[str], text: str) -> tuple[str | None, bool]:
+def parse(actions: Sequence[str], text: str, numbered: bool = False) -> tuple[str | None, bool]:
     """The legal action a response names, as (action, True); (None, False) when it names none or several.
 
     Reads the value after the last "action" key (the whole text when there is no key). An exact,
-    case-insensitive match of the value (without quotes, braces, a trailing period...) wins; otherwise,
+    case-insensitive match of the value (without quotes, braces, a trailing period...) wins; with
+    `numbered` (the prompt lists the actions as 1, 2, ...: ALFWorld) so does a whole number k naming
+    actions[k - 1]; otherwise,
     after a key only, the legal actions found in the value as whole tokens decide, a match inside a
     longer match not counting. Without a key we accept only an exact answer: a legal string somewhere
     in free text is not an answer (and would reward babble). Never raises.
@@ -159,6 +161,8 @@ def parse(actions: Sequence[str], text: str) -> tuple[str | None, bool]:
         normalised = " ".join(candidate.lower().split())
         if normalised in legal:
             return legal[normalised], True
+        if numbered and normalised.isdigit() and 1 <= int(normalised) <= len(actions):
+            return actions[int(normalised) - 1], True
     if not keys:
         return None, False
     lowered = value.lower()

@@ -607,6 +607,7 @@ class ALFWorldEnv(TaskEnv):
     success_in_info = True
     takes_games_root = True
     own_prompt = True
+    numbered_actions = True
 
     def __init__(
         self,
@@ -693,14 +694,16 @@ class ALFWorldEnv(TaskEnv):
 
     # -- what the prompt and the oracle need ---------------------------------------------------------------
     def state_text(self) -> str:
-        """Task, the last few commands with their feedback, location and inventory, admissible commands."""
+        """Task, the last `history` commands with their feedback, location and inventory, and the admissible
+        commands numbered from 1 (a response names one by its number: a tiny model miscopies a command)."""
         lines = [f"Your task is to: {self.task.text}."]
-        for command, feedback in self._log[-self.history :]:
+        for command, feedback in self._log[max(0, len(self._log) - self.history) :]:
             if command:
                 lines.append(f"> {command}")
             lines.append(feedback)
         lines.append(f"You are {self._where()}, carrying {self._world.held or 'nothing'}.")
-        lines.append("Admissible actions: " + ", ".join(f"'{a}'" for a in self.actions))
+        lines.append("Admissible actions:")
+        lines += [f"{i}: {a}" for i, a in enumerate(self.actions, 1)]
         return "\n".join(lines)
 
     def oracle_command(self) -> str:
@@ -717,7 +720,7 @@ class ALFWorldEnv(TaskEnv):
     def oracle_thoughts(self) -> str:
         """A short chain of thought for demos: what the agent sees, holds and does next."""
         held = self._world.held or "nothing"
-        return f"I am {self._where()}, carrying {held}. To {self.task.text}, my next step is: {self.oracle_command()}."
+        return f"I am {self._where()}, carrying {held}. Next: {self.actions[self.oracle_action()]}."
 
     @staticmethod
     def prompt(state_text: str, cot: bool) -> str:
@@ -777,17 +780,17 @@ def alfworld_prompt(state_text: str, cot: bool) -> str:
         fmt = (
             '{\n"thoughts": "{first describe what you see in the image using the text description, then think '
             'carefully about which admissible action brings you closer to completing the task}",\n'
-            '"action": "{an admissible action}"\n}'
+            '"action": "{the number of an admissible action}"\n}'
         )
     else:
-        fmt = '{\n"action": "{an admissible action}"\n}'
+        fmt = '{\n"action": "{the number of an admissible action}"\n}'
     return f"{head}{state_text}\nYour response should be a valid json file in the following format:\n{fmt}"
 
 
 def alfworld_oracle_response(env: gym.Env, cot: bool) -> str:
     """The oracle's response in the prompt's output format (for demos)."""
     u = env.unwrapped
-    action = u.actions[u.oracle_action()]
+    action = str(u.oracle_action() + 1)  # its number in the prompt's list
     if cot:
         return json.dumps({"thoughts": u.oracle_thoughts(), "action": action})
     return json.dumps({"action": action})

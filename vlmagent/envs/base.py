@@ -24,3 +24,5 @@ class TaskEnv(gym.Env):
     # the env writes its own prompt (`prompt(state_text, cot)`) and oracle response
     # (`oracle_response(cot)`); otherwise vlmagent.prompts writes them (the card tasks)
     own_prompt: bool = False
+    # the prompt numbers the legal actions 1, 2, ... and a response may name one by its number
+    numbered_actions: bool = False
