@@ -52,6 +52,11 @@ PAPER = {"numberline": 89.4, "ezpoints": 50.0, "blackjack": 40.2, "points24": 2.
 # what a result depends on besides its recipe's settings: a row measured where these differ from today's
 # is stale (data/tiny: init-model's tokenizer)
 CODE = ("vlmagent", "stages", "data/tiny")
+# ...less the modules only the other family of tasks runs: an ALFWorld change leaves the card rows current
+ALFWORLD_ONLY = ("vlmagent/envs/alfworld.py", "vlmagent/envs/alfworld_games.py")
+CARDS_ONLY = tuple(
+    f"vlmagent/envs/{m}.py" for m in ("numberline", "ezpoints", "points24", "blackjack", "cards", "formula")
+)
 # a recipe's [recipe] table: what the bench does around the stages (run.toml holds the rest)
 KNOBS = ("model_size", "model_image_size", "model_patch_size", "demo_episodes", "read_steps", "iterations",
          "train_games_per_type", "heldout_games_per_type")  # fmt: skip
@@ -84,12 +89,22 @@ def recipe_at(commit: str | None, task: str) -> dict | None:
 
 
 def changed_since(commit: str | None, task: str, now: str | None = None) -> bool:
-    """Whether the code or the task's recipe differ between `commit` and `now` (a commit; None: the
+    """Whether the code the task runs or its recipe differ between `commit` and `now` (a commit; None: the
     working tree). An unrecorded commit counts as changed."""
     if not commit:
         return True
+    others = CARDS_ONLY if task == "alfworld" else ALFWORLD_ONLY
     code = subprocess.run(
-        ["git", "diff", "--quiet", commit, *([now] if now else []), "--", *CODE],
+        [
+            "git",
+            "diff",
+            "--quiet",
+            commit,
+            *([now] if now else []),
+            "--",
+            *CODE,
+            *(f":(exclude){p}" for p in others),
+        ],
         cwd=ROOT,
         capture_output=True,
     )
