@@ -69,8 +69,8 @@ def random_actor() -> Actor:
     def act(envs, observations, prompt_texts, rng):
         out = []
         for e, p in zip(envs, prompt_texts):
-            actions = e.unwrapped.actions
-            out.append(Completion(json.dumps({"action": actions[int(rng.integers(len(actions)))]}), p))
+            u = e.unwrapped
+            out.append(Completion(json.dumps({"action": u.answer(int(rng.integers(len(u.actions))))}), p))
         return out
 
     return act

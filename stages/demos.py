@@ -36,8 +36,8 @@ def epsilon_actor(actor: collect.Actor, random_frac: float) -> collect.Actor:
         out = actor(envs, observations, prompt_texts, rng)
         for env, c in zip(envs, out, strict=True):
             if rng.random() < random_frac:
-                legal = env.unwrapped.actions
-                c.response = with_action(c.response, legal[int(rng.integers(len(legal)))])
+                u = env.unwrapped
+                c.response = with_action(c.response, u.answer(int(rng.integers(len(u.actions)))))
         return out
 
     return act

@@ -177,6 +177,22 @@ def test_state_text_prompt_and_oracle_response(env):
 
 
 @needs_engine
+def test_demo_slips_and_the_random_policy_name_commands_by_number(env):
+    from vlmagent.prompts import parse
+    from vlmagent.stages import collect, demos
+
+    env.reset(options={"game": 0})
+    rng = np.random.default_rng(0)
+    slipping = demos.epsilon_actor(collect.oracle_actor("alfworld", cot=True), random_frac=1.0)
+    for actor in (slipping, collect.random_actor()):
+        for _ in range(5):
+            response = actor([env], [None], ["prompt"], rng)[0].response
+            number = json.loads(response)["action"]
+            assert number.isdigit() and 1 <= int(number) <= len(env.actions), response
+            assert parse(env.actions, response, numbered=True) == (env.actions[int(number) - 1], True)
+
+
+@needs_engine
 def test_history_sets_how_many_commands_the_prompt_shows():
     from vlmagent.envs.alfworld import ALFWorldEnv
 

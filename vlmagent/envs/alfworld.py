@@ -790,7 +790,7 @@ def alfworld_prompt(state_text: str, cot: bool) -> str:
 def alfworld_oracle_response(env: gym.Env, cot: bool) -> str:
     """The oracle's response in the prompt's output format (for demos)."""
     u = env.unwrapped
-    action = str(u.oracle_action() + 1)  # its number in the prompt's list
+    action = u.answer(u.oracle_action())
     if cot:
         return json.dumps({"thoughts": u.oracle_thoughts(), "action": action})
     return json.dumps({"action": action})

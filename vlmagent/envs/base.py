@@ -24,5 +24,9 @@ class TaskEnv(gym.Env):
     # the env writes its own prompt (`prompt(state_text, cot)`) and oracle response
     # (`oracle_response(cot)`); otherwise vlmagent.prompts writes them (the card tasks)
     own_prompt: bool = False
-    # the prompt numbers the legal actions 1, 2, ... and a response may name one by its number
+    # the prompt numbers the legal actions 1, 2, ... and a response names one by its number
     numbered_actions: bool = False
+
+    def answer(self, index: int) -> str:
+        """What a response writes to name actions[index]: its number in the prompt's list, or its text."""
+        return str(index + 1) if self.numbered_actions else self.actions[index]
