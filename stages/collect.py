@@ -248,7 +248,9 @@ def play_step(
     """Step `env` (showing `obs`) with what completion `c` names: the step's row columns (all but the
     episode's), the next observation, and whether the episode ended."""
     u = env.unwrapped
-    action, step_with, penalty = env_action(list(u.actions), c.response, failure_mode, cfg, rng, u.numbered_actions)
+    action, step_with, penalty = env_action(
+        list(u.actions), c.response, failure_mode, cfg, rng, u.numbered_actions
+    )
     image = png_bytes(obs)
     next_obs, reward, terminated, truncated, info = env.step(step_with)
     columns = {
