@@ -162,7 +162,7 @@ def test_state_text_prompt_and_oracle_response(env):
     text = env.state_text()
     assert text.startswith(f"Your task is to: {env.task.text}.")
     assert f"> {env._log[-1][0]}" in text and "carrying nothing" in text
-    assert all(f"\n{i}: {a}" in text for i, a in enumerate(env.actions, 1))
+    assert all(f"\n{a} ({i})" in text for i, a in enumerate(env.actions, 1))
     from vlmagent import prompts
 
     for cot in (True, False):
@@ -172,6 +172,9 @@ def test_state_text_prompt_and_oracle_response(env):
         assert ("thoughts" in json.loads(response)) == cot
         assert json.loads(response)["action"] == str(env.oracle_action() + 1)  # its number in the list
         assert prompts.parse(env.actions, response, numbered=True) == (env.actions[env.oracle_action()], True)
+        if cot:  # the thoughts end with the chosen line as listed, so the number is copied from them
+            line = f"{env.actions[env.oracle_action()]} ({env.oracle_action() + 1})"
+            assert f"\n{line}" in text and json.loads(response)["thoughts"].endswith(f"Next: {line}.")
     info = env.step(0)[4]
     json.dumps(info)  # JSON-serialisable
 
