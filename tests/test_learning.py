@@ -343,7 +343,14 @@ def test_numberline_recipe_sft_reads_the_image(tmp_path):
         "--patch-size", knobs["model_patch_size"],
     )  # fmt: skip
     invoke("demos", "--run", run, "--episodes", knobs["demo_episodes"])
-    invoke("sft", "--run", run, "--data", run / "demos", "--policy", base, "--out", run / "sft")
+    start = base
+    if knobs.get("read_steps"):  # the reading warm-up, as bench/learn.py runs it
+        start = run / "sft_read"
+        invoke(
+            "sft", "--run", run, "--data", run / "demos", "--policy", base, "--out", start,
+            "--facts-only", "--steps", knobs["read_steps"],
+        )  # fmt: skip
+    invoke("sft", "--run", run, "--data", run / "demos", "--policy", start, "--out", run / "sft")
     out = run / "eval"
     invoke(
         "eval", "--run", run, "--policy", run / "sft", "--out", out,
