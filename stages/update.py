@@ -59,6 +59,8 @@ OPTIMIZER_FILE = "optimizer.pt"
 REPORT_FILE = "update.json"
 
 
+# |advantage| at or below this is zero: a uniform group's float32 advantages, up to rounding
+ZERO_ADVANTAGE = 1e-6
 STAT_KEYS = ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")
 
 
@@ -480,6 +482,10 @@ def _update(
     df = read_stage(scored, SCORED_SCHEMA, policy.vocab_size)
     if df.height == 0:
         raise ShardError(f"{scored}: no steps to train on (its MANIFEST lists 0 rows)")
+    skipped = 0
+    if cfg.skip_zero_advantage:
+        trained = df.filter(pl.col("advantage").abs() > ZERO_ADVANTAGE)
+        df, skipped = trained, df.height - trained.height
     if not cfg.train_vision:
         # also keeps Adam's first steps (about lr per weight whatever the gradient) off a frozen tower
         policy.freeze_vision()
@@ -493,6 +499,7 @@ def _update(
         set_lr(optimizer, cfg, lr)  # this update's, not the saved ones
     stats = ppo_epochs(policy, df, cfg, optimizer, seed=cfg.seed * 1_000_003 + update_index)
     stats.update(learning_rate=lr, update_index=update_index, parent=str(policy_path), scored=str(scored))
+    stats.update(skipped_steps=skipped)
     stats.update(ranks=world()[1], sharding="fsdp" if sharded else "replicated")
     meta = {
         "parent": str(policy_path),

@@ -78,6 +78,11 @@ def test_every_number_has_a_range_and_the_defaults_lie_in_it():
         ("cot = 1\n", "cot = 1 should be bool"),
         ('parse_failure = "retry"\n', "parse_failure = 'retry': expected auto, random, penalty or env"),
         ("demo_random_frac = 1.5\n", r"demo_random_frac = 1.5 should be in \[0, 1\]"),
+        ("skip_zero_advantage = true\n", "skip_zero_advantage needs advantage = grpo or gigpo"),
+        (
+            'advantage = "grpo"\ngroup_size = 2\nent_coef = 0.01\nskip_zero_advantage = true\n',
+            "skip_zero_advantage needs .* ent_coef = 0",
+        ),
     ],
 )
 def test_load_config_rejects_with_a_line_naming_it(tmp_path, text, match):

@@ -21,7 +21,15 @@ from vlmagent.cli import app
 from vlmagent.config import Config, load_config
 from vlmagent.policy.load import load_policy
 from vlmagent.rollout.hf import HFBackend
-from vlmagent.shards import ROLLOUT_SCHEMA, SCORED_SCHEMA, ShardError, read_stage, shard_path
+from vlmagent.shards import (
+    ROLLOUT_SCHEMA,
+    SCORED_SCHEMA,
+    ShardError,
+    read_stage,
+    shard_path,
+    write_manifest,
+    write_shard,
+)
 from vlmagent.stages import collect, score, update
 from vlmagent.stages import eval as eval_stage
 
@@ -607,6 +615,27 @@ def test_grpo_and_gigpo_groups_through_collect_score_and_update(tmp_path):
     for a, b in zip(before.value_head.parameters(), after.value_head.parameters(), strict=True):
         assert torch.equal(a, b)
     assert any(not torch.equal(a, b) for a, b in zip(before.model.parameters(), after.model.parameters()))
+
+    # skip_zero_advantage trains on the steps whose groups differed, and on nothing when none did
+    skip = dataclasses.replace(cfg, advantage="gigpo", skip_zero_advantage=True)
+    zero = int((scored["gigpo"]["advantage"].abs() <= update.ZERO_ADVANTAGE).sum())
+    assert zero > 0, "every step had an advantage: nothing skipped"
+    stats = update.run(skip, tmp_path / "gigpo", tmp_path / "ckpt1", tmp_path / "ckpt2")
+    assert (stats["steps"], stats["skipped_steps"]) == (scored["gigpo"].height - zero, zero)
+    uniform = tmp_path / "uniform"  # the same steps, every group's episodes returning the same
+    table = scored["gigpo"].with_columns(pl.col("advantage") * 0).to_arrow().cast(SCORED_SCHEMA)
+    write_manifest(uniform, [write_shard(table, shard_path(uniform, 0))])
+    stats = update.run(skip, uniform, tmp_path / "ckpt1", tmp_path / "ckpt3")
+    assert (stats["steps"], stats["optimizer_steps"]) == (0, 0)
+    kept = load_policy(tmp_path / "ckpt3")
+    assert all(torch.equal(a, b) for a, b in zip(after.model.parameters(), kept.model.parameters()))
+    # without it the zero gradient still moves the policy: Adam's moments from ckpt1 carry on
+    update.run(
+        dataclasses.replace(skip, skip_zero_advantage=False), uniform, tmp_path / "ckpt1", tmp_path / "ckpt4"
+    )
+    drift = load_policy(tmp_path / "ckpt4")
+    assert any(not torch.equal(a, b) for a, b in zip(after.model.parameters(), drift.model.parameters()))
+    assert kept.meta["update_index"] == after.meta["update_index"] + 1  # the schedule still advances
 
 
 def test_group_size_plays_each_seed_group_size_times_and_eval_does_not(tmp_path):

@@ -122,6 +122,13 @@ class Config:
     vf_coef: float = _f(0.5, "value loss coefficient", lo=0, rows="update")
     ent_coef: float = _f(0.0, "entropy bonus coefficient (the paper uses none)", lo=0, rows="update")
     norm_adv: bool = _f(True, "normalise advantages over each update's batch", rows="update")
+    skip_zero_advantage: bool = _f(
+        False,
+        "grpo, gigpo: train only on the steps with a non-zero advantage (a group whose episodes all returned"
+        " the same teaches nothing: its steps carry no gradient, only compute, and would dilute the"
+        " advantage normalisation); an update with none left keeps the policy and its optimizer as they were",
+        rows="update",
+    )
     update_epochs: int = _f(4, "PPO epochs over each iteration's steps", lo=1, rows="update")
     minibatch_size: int = _f(
         4, "steps per mini-batch, over all torchrun ranks (each takes 1/N)", lo=1, rows="update"
@@ -240,6 +247,11 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         raise ValueError(f"{where}: advantage = {cfg.advantage!r}: expected gae, grpo or gigpo")
     if cfg.advantage != "gae" and cfg.group_size < 2:
         raise ValueError(f"{where}: advantage = {cfg.advantage!r} compares episodes: set group_size >= 2")
+    if cfg.skip_zero_advantage and (cfg.advantage == "gae" or cfg.ent_coef > 0):
+        raise ValueError(
+            f"{where}: skip_zero_advantage needs advantage = grpo or gigpo and ent_coef = 0 (a zero-advantage"
+            " step still trains the value head or the entropy bonus)"
+        )
     if cfg.episodes % cfg.group_size or cfg.episodes_per_shard % cfg.group_size:
         raise ValueError(
             f"{where}: group_size = {cfg.group_size} must divide episodes = {cfg.episodes} and"
