@@ -1,5 +1,5 @@
 """How much of each update carries a learning signal: per iteration of a loop run, the share of scored steps
-whose advantage is exactly zero, and the share of episode groups (the episodes of one env seed) whose
+whose advantage is zero (as `skip_zero_advantage` counts it), and the share of episode groups (the episodes of one env seed) whose
 returns are all equal.
 
 Under grpo and gigpo an episode group whose episodes all return the same gives every step an episode
@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from vlmagent.rundir import scored_dir
-from vlmagent.shards import SCORED_SCHEMA, read_stage
+from vlmagent.shards import SCORED_SCHEMA, read_manifest, read_stage
+from vlmagent.stages.update import ZERO_ADVANTAGE
 
 
 def signal_of(scored: pl.DataFrame) -> dict[str, float]:
@@ -32,7 +33,7 @@ def signal_of(scored: pl.DataFrame) -> dict[str, float]:
     groups = episodes.group_by("env_seed").agg(pl.col("ret").round(6).n_unique().alias("distinct"))
     return {
         "steps": scored.height,
-        "zero": float((scored["advantage"].abs() < 1e-8).mean() or 0.0),
+        "zero": float((scored["advantage"].abs() <= ZERO_ADVANTAGE).mean() or 0.0),  # what update skips
         "groups": groups.height,
         "uniform": float((groups["distinct"] == 1).mean() or 0.0),
         "success": float((episodes["ret"] > 0).mean() or 0.0),
@@ -48,7 +49,7 @@ def main() -> None:
         for col in ("iteration", "steps", "zero advantage", "groups", "all returns equal", "success"):
             table.add_column(col, justify="right")
         k = 0
-        while (scored_dir(run, k) / "MANIFEST.json").exists():
+        while read_manifest(scored_dir(run, k)) is not None:  # the iterations scored so far
             s = signal_of(read_stage(scored_dir(run, k), SCORED_SCHEMA))
             table.add_row(
                 str(k), str(s["steps"]), f"{s['zero']:.1%}", str(s["groups"]), f"{s['uniform']:.1%}",
