@@ -482,9 +482,12 @@ def _update(
     df = read_stage(scored, SCORED_SCHEMA, policy.vocab_size)
     if df.height == 0:
         raise ShardError(f"{scored}: no steps to train on (its MANIFEST lists 0 rows)")
+    trained = df.filter(pl.col("advantage").abs() > ZERO_ADVANTAGE)
+    # with no critic and no entropy bonus, an update whose advantages are all zero has a zero gradient,
+    # yet Adam's moments from the last update would still move every weight: it trains on nothing
+    no_signal = trained.height == 0 and not has_critic(cfg) and cfg.ent_coef == 0
     skipped = 0
-    if cfg.skip_zero_advantage:
-        trained = df.filter(pl.col("advantage").abs() > ZERO_ADVANTAGE)
+    if cfg.skip_zero_advantage or no_signal:
         df, skipped = trained, df.height - trained.height
     if not cfg.train_vision:
         # also keeps Adam's first steps (about lr per weight whatever the gradient) off a frozen tower

@@ -625,17 +625,25 @@ def test_grpo_and_gigpo_groups_through_collect_score_and_update(tmp_path):
     uniform = tmp_path / "uniform"  # the same steps, every group's episodes returning the same
     table = scored["gigpo"].with_columns(pl.col("advantage") * 0).to_arrow().cast(SCORED_SCHEMA)
     write_manifest(uniform, [write_shard(table, shard_path(uniform, 0))])
+    uniform_rows = table.num_rows
     stats = update.run(skip, uniform, tmp_path / "ckpt1", tmp_path / "ckpt3")
     assert (stats["steps"], stats["optimizer_steps"]) == (0, 0)
     kept = load_policy(tmp_path / "ckpt3")
     assert all(torch.equal(a, b) for a, b in zip(after.model.parameters(), kept.model.parameters()))
-    # without it the zero gradient still moves the policy: Adam's moments from ckpt1 carry on
-    update.run(
-        dataclasses.replace(skip, skip_zero_advantage=False), uniform, tmp_path / "ckpt1", tmp_path / "ckpt4"
-    )
-    drift = load_policy(tmp_path / "ckpt4")
-    assert any(not torch.equal(a, b) for a, b in zip(after.model.parameters(), drift.model.parameters()))
     assert kept.meta["update_index"] == after.meta["update_index"] + 1  # the schedule still advances
+    # without it too, an update with no signal at all is no step: Adam's moments from ckpt1 would carry on
+    plain = dataclasses.replace(skip, skip_zero_advantage=False)
+    stats = update.run(plain, uniform, tmp_path / "ckpt1", tmp_path / "ckpt4")
+    assert (stats["steps"], stats["skipped_steps"], stats["optimizer_steps"]) == (0, uniform_rows, 0)
+    kept = load_policy(tmp_path / "ckpt4")
+    assert all(torch.equal(a, b) for a, b in zip(after.model.parameters(), kept.model.parameters()))
+    # with an entropy bonus the same steps have a gradient, and they train
+    stats = update.run(
+        dataclasses.replace(plain, ent_coef=0.01), uniform, tmp_path / "ckpt1", tmp_path / "ckpt5"
+    )
+    assert (stats["steps"], stats["skipped_steps"]) == (uniform_rows, 0)
+    moved = load_policy(tmp_path / "ckpt5")
+    assert any(not torch.equal(a, b) for a, b in zip(after.model.parameters(), moved.model.parameters()))
 
 
 def test_group_size_plays_each_seed_group_size_times_and_eval_does_not(tmp_path):

@@ -126,7 +126,8 @@ class Config:
         False,
         "grpo, gigpo: train only on the steps with a non-zero advantage (a group whose episodes all returned"
         " the same teaches nothing: its steps carry no gradient, only compute, and would dilute the"
-        " advantage normalisation); an update with none left keeps the policy and its optimizer as they were",
+        " advantage normalisation). An update with none left keeps the policy and its optimizer as they were,"
+        " with or without this",
         rows="update",
     )
     update_epochs: int = _f(4, "PPO epochs over each iteration's steps", lo=1, rows="update")
