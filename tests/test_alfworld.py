@@ -19,6 +19,7 @@ from vlmagent.envs.alfworld import (
     DATA_DIR,
     INSTALL_HINT,
     MAX_STEPS,
+    NOT_A_COMMAND,
     TASK_TYPES,
     ALFWorldEnv,
     Task,
@@ -77,11 +78,16 @@ def test_walkthrough_wins_every_shipped_game(task_type):
 def test_inadmissible_command_costs_one_and_the_episode_goes_on(env):
     env.reset(options={"game": game_index(env, "pick_clean_then_place_in_recep")})
     actions, world = list(env.actions), env.render()
-    for bad in ("fly to the moon", 10_000, -1):
+    unparsed = '{"thoughts": "I am in the middle of the room. Next: go to mars (99).", "action": "99"}'
+    shown = {"fly to the moon": "fly to the moon", 10_000: NOT_A_COMMAND, -1: NOT_A_COMMAND}
+    for bad in (*shown, unparsed):
         _, reward, terminated, truncated, info = env.step(bad)
         assert reward == -1.0 and not terminated and not truncated
         assert not info["admissible"] and info["feedback"] == "Nothing happens."
         assert env.actions == actions and np.array_equal(env.render(), world)  # the state did not change
+        # the history shows a command as typed, and neither an index nor a whole response
+        assert f"> {shown.get(bad, NOT_A_COMMAND)}\nNothing happens." in env.state_text()
+        assert "thoughts" not in env.state_text()
     # A command given as text is accepted when admissible; the oracle still wins from here.
     _, reward, *_ = env.step(env.oracle_command().upper())
     assert reward == 0.0
@@ -89,7 +95,7 @@ def test_inadmissible_command_costs_one_and_the_episode_goes_on(env):
     while not done:
         _, reward, terminated, truncated, info = env.step(env.oracle_action())
         done, steps = terminated or truncated, steps + 1
-    assert info["won"] and info["steps"] == 3 + 1 + steps
+    assert info["won"] and info["steps"] == 4 + 1 + steps
 
 
 @needs_engine

@@ -50,6 +50,11 @@ TRANSFORMS = {
 }
 WIN_REWARD = 50.0
 INADMISSIBLE_PENALTY = -1.0
+# What the history shows for an inadmissible action that is not one line of command text: an index out of
+# range, or a whole unparsed response (collect's parse_failure = "env" steps the raw text), which would
+# fill the next prompts with JSON no demo ever showed
+NOT_A_COMMAND = "(no admissible action)"
+COMMAND_TEXT = re.compile(r"[a-z0-9 ,'/-]{1,80}")
 MAX_STEPS = 50
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "alfworld"
 GAME_DIR_ENV = "VLMAGENT_ALFWORLD_GAMES"
@@ -676,7 +681,9 @@ class ALFWorldEnv(TaskEnv):
             self._sync()
         else:
             feedback = "Nothing happens."  # what the engine answers; the state does not change
-        self._log.append((command or str(action), feedback))
+        self._log.append(
+            (command if admissible or COMMAND_TEXT.fullmatch(command) else NOT_A_COMMAND, feedback)
+        )
         self.steps += 1
         met, total = goal_conditions(self._world, self.task)
         reward = WIN_REWARD * self._won + met / total + (0.0 if admissible else INADMISSIBLE_PENALTY)
