@@ -5,8 +5,9 @@ success, whose Blackjack episodes end in the deal's luck.
 Each episode is replayed in its env from its env_seed and the actions it took (a parse failure's random
 action is the legal one whose step reproduces the row's info); at each step the oracle's action for the
 state the policy saw is compared with the action the policy named, and the image facts its CoT wrote
-(the fields before "thoughts") with the oracle's: a misread against a wrong decision. The run dir above each eval dir
-gives the env's settings.
+(the fields before "thoughts") with the oracle's: a misread against a wrong decision. Of the failed
+episodes (return <= 0), those with a parse failure: NumberLine's parse penalty fails an episode that
+still reaches the target. The run dir above each eval dir gives the env's settings.
 
     python bench/agreement.py runs/learn/blackjack/eval/000000 runs/learn/blackjack-grpo/eval/000010
 """
@@ -67,9 +68,16 @@ def measure(eval_dir: Path) -> dict:
     df = read_stage(eval_dir).sort("episode_id", "step")
     env = make_env(cfg.env, **env_kwargs(cfg))
     verdicts: list[tuple[bool | None, bool]] = []
+    failed = failed_unparsed = (
+        0  # episodes with return <= 0 (the paper's failure), and those with a parse failure
+    )
     for (_,), episode in df.group_by("episode_id", maintain_order=True):
         rows = episode.select("episode_id", "step", "action", "info", "env_seed", "response").to_dicts()
-        verdicts += replay(cfg.env, env, rows[0]["env_seed"], rows)
+        steps = replay(cfg.env, env, rows[0]["env_seed"], rows)
+        verdicts += steps
+        if episode["reward"].sum() <= 0:
+            failed += 1
+            failed_unparsed += any(v is None for v, _ in steps)
     agree = sum(v is True for v, _ in verdicts)
     parsed = sum(v is not None for v, _ in verdicts)
     read = sum(r for _, r in verdicts)
@@ -87,6 +95,8 @@ def measure(eval_dir: Path) -> dict:
         "agree_parsed": agree / parsed if parsed else float("nan"),
         "read": read / n,
         "agree_read": agree_read / read if read else float("nan"),
+        "failed": failed,
+        "failed_unparsed": failed_unparsed,
     }
 
 
@@ -96,14 +106,15 @@ def main() -> None:
     args = ap.parse_args()
     table = Table(title="steps that take the oracle's action")
     for col in ("eval", "episodes", "steps", "success", "oracle's action", "parse failures", "of parsed",
-                "facts read right", "oracle's action when read right"):  # fmt: skip
+                "facts read right", "oracle's action when read right", "failed episodes",
+                "of them with a parse failure"):  # fmt: skip
         table.add_column(col, justify="left" if col == "eval" else "right")
     for d in args.evals:
         r = measure(d)
         table.add_row(
             r["eval"], str(r["episodes"]), str(r["steps"]), f"{r['success']:.1%}",
             f"{r['agree']:.1%} +- {r['se']:.1%}", f"{r['parse_fail']:.1%}", f"{r['agree_parsed']:.1%}",
-            f"{r['read']:.1%}", f"{r['agree_read']:.1%}",
+            f"{r['read']:.1%}", f"{r['agree_read']:.1%}", str(r["failed"]), str(r["failed_unparsed"]),
         )  # fmt: skip
     Console(width=200).print(table)
 
