@@ -68,9 +68,8 @@ def measure(eval_dir: Path) -> dict:
     df = read_stage(eval_dir).sort("episode_id", "step")
     env = make_env(cfg.env, **env_kwargs(cfg))
     verdicts: list[tuple[bool | None, bool]] = []
-    failed = failed_unparsed = (
-        0  # episodes with return <= 0 (the paper's failure), and those with a parse failure
-    )
+    # episodes with return <= 0 (the paper's failure), and those of them with a parse failure
+    failed = failed_unparsed = 0
     for (_,), episode in df.group_by("episode_id", maintain_order=True):
         rows = episode.select("episode_id", "step", "action", "info", "env_seed", "response").to_dicts()
         steps = replay(cfg.env, env, rows[0]["env_seed"], rows)

@@ -30,7 +30,14 @@ import torch
 import torch.distributed as dist
 from rich.progress import Progress
 
-from vlmagent.config import Config, config_dict, config_hash, has_critic, stage_config
+from vlmagent.config import (
+    Config,
+    config_dict,
+    config_hash,
+    has_critic,
+    stage_config,
+    zero_advantage_has_no_gradient,
+)
 from vlmagent.policy.checkpoint import save_checkpoint
 from vlmagent.policy.forward import evaluate_actions, forward_hidden
 from vlmagent.policy.load import Policy, default_device, load_policy, model_inputs_for
@@ -485,7 +492,7 @@ def _update(
     trained = df.filter(pl.col("advantage").abs() > ZERO_ADVANTAGE)
     # with no critic and no entropy bonus, an update whose advantages are all zero has a zero gradient,
     # yet Adam's moments from the last update would still move every weight: it trains on nothing
-    no_signal = trained.height == 0 and not has_critic(cfg) and cfg.ent_coef == 0
+    no_signal = trained.height == 0 and zero_advantage_has_no_gradient(cfg)
     skipped = 0
     if cfg.skip_zero_advantage or no_signal:
         df, skipped = trained, df.height - trained.height

@@ -248,7 +248,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         raise ValueError(f"{where}: advantage = {cfg.advantage!r}: expected gae, grpo or gigpo")
     if cfg.advantage != "gae" and cfg.group_size < 2:
         raise ValueError(f"{where}: advantage = {cfg.advantage!r} compares episodes: set group_size >= 2")
-    if cfg.skip_zero_advantage and (cfg.advantage == "gae" or cfg.ent_coef > 0):
+    if cfg.skip_zero_advantage and not zero_advantage_has_no_gradient(cfg):
         raise ValueError(
             f"{where}: skip_zero_advantage needs advantage = grpo or gigpo and ent_coef = 0 (a zero-advantage"
             " step still trains the value head or the entropy bonus)"
@@ -294,6 +294,11 @@ def stage_config(cfg: Config, *stages: str) -> dict[str, Any]:
 def has_critic(cfg: Config) -> bool:
     """Whether the advantage estimator uses the value head (gae); grpo and gigpo neither score nor train it."""
     return cfg.advantage == "gae"
+
+
+def zero_advantage_has_no_gradient(cfg: Config) -> bool:
+    """Whether a step with a zero advantage contributes no gradient: no value loss, no entropy bonus."""
+    return not has_critic(cfg) and cfg.ent_coef == 0
 
 
 def config_dict(cfg: Config) -> dict[str, Any]:
