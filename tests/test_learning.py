@@ -320,7 +320,8 @@ def test_numberline_recipe_sft_reads_the_image(tmp_path):
 
     Measured (greedy, 200 held-out episodes, one thread):
     - the recipe with the warm-up (c83da6e, `vlmagent eval --run runs/learn/numberline --policy
-      runs/learn/numberline/sft --episodes 200 --temperature 0`): 100%, no parse failure;
+      runs/learn/numberline/sft --episodes 200 --temperature 0`): 100%, no parse failure; with the
+      2,000-step SFT (3151c82, the same command): 100%, no parse failure;
     - the recipe before it (no warm-up, 20% demo slips; d5378fa): 100% on each of three disjoint seed
       sets (eval seeds from 1e6, the test's, 2e6 and 3e6);
     - the commit that broke that recipe, 13b6c19 (its Points24 prompt edit retrained the tokenizer and so
