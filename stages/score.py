@@ -105,20 +105,13 @@ def add_advantages(df: pl.DataFrame, cfg: Config) -> pl.DataFrame:
 
 
 def anchor_ids(episodes: list[pl.DataFrame]) -> torch.Tensor:
-    """GiGPO's anchor state of each step, in the episodes' order: one id per (group, step index,
-    observation), the observation being what the model read (its image and prompt tokens).
-
-    The step index is part of the state because episodes end at a time limit the model does not see:
-    a step's return runs only to that limit, so a looping episode's later visits of one observation
-    have fewer penalties left than its earlier ones. Grouped by observation alone they scored above
-    their group's mean, and GiGPO rewarded the loop (NumberLine on 3151c82: "+" at current 5, target 4,
-    which leaves the state as it is, got advantages up to +3.0 and became the policy's answer there on
-    every step). With the index, each episode gives an anchor at most one step, with the same time left."""
+    """GiGPO's anchor state of each step, in the episodes' order: one id per (group, observation), the
+    observation being what the model read (its image and prompt tokens)."""
     ids: dict[tuple, int] = {}
     steps = (
-        (row["env_seed"], row["step"], row["image"], tuple(row["prompt_token_ids"]))
+        (row["env_seed"], row["image"], tuple(row["prompt_token_ids"]))
         for ep in episodes
-        for row in ep.select("env_seed", "step", "image", "prompt_token_ids").iter_rows(named=True)
+        for row in ep.select("env_seed", "image", "prompt_token_ids").iter_rows(named=True)
     )
     return torch.tensor([ids.setdefault(key, len(ids)) for key in steps])
 

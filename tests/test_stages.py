@@ -646,30 +646,6 @@ def test_grpo_and_gigpo_groups_through_collect_score_and_update(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(after.model.parameters(), moved.model.parameters()))
 
 
-def test_gigpo_does_not_reward_a_loop_for_ending_near_the_time_limit():
-    """NumberLine at current 5, target 4: "+" leaves the state as it is (-1), "-" reaches the target (+1).
-    Episode A loops on "+" until the time limit (10 steps), B answers "-". By observation alone A's late
-    visits have fewer penalties left than its early ones and beat the anchor's mean; that gave the loop a
-    positive advantage (on 3151c82 up to +3.0) and RL learned it. With the step index in the anchor
-    every step of the loop is pushed down, and B's answer up."""
-    same = {"env_seed": 7, "image": b"current 5, target 4", "prompt_token_ids": [1, 2, 3]}
-    rows = [
-        {"episode_id": "a", "step": t, "reward": -1.0, "terminated": False, "truncated": t == 9, **same}
-        for t in range(10)
-    ] + [{"episode_id": "b", "step": 0, "reward": 1.0, "terminated": True, "truncated": False, **same}]
-    df = pl.DataFrame(rows)
-    cfg = Config(advantage="gigpo", group_size=2)
-    scored = score.add_advantages(df, cfg)
-    loop = scored.filter(pl.col("episode_id") == "a")["advantage"]
-    answer = scored.filter(pl.col("episode_id") == "b")["advantage"][0]
-    assert (loop < 0).all(), loop.to_list()
-    assert answer > 0
-    # step 0 is shared (the episodes' returns differ); the loop's later visits have no one to compare with
-    assert loop[0] < loop[1] == pytest.approx(loop[9])
-    anchors = score.anchor_ids(df.partition_by("episode_id", maintain_order=True))
-    assert anchors.tolist() == [0, *range(1, 10), 0]
-
-
 def test_group_size_plays_each_seed_group_size_times_and_eval_does_not(tmp_path):
     one, sample = collect.episode_seeds(7, 2, 1, 6)
     state = np.random.SeedSequence([7, 2, 1]).generate_state(7, dtype=np.uint32)

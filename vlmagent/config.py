@@ -102,7 +102,7 @@ class Config:
     advantage: str = _f(
         "gae",
         "advantage estimator: 'gae' (the paper's, with the value head), 'grpo' (an episode's return against"
-        " its group's) or 'gigpo' (grpo plus steps against the group's steps from the same observation at the same step);"
+        " its group's) or 'gigpo' (grpo plus steps against the group's steps from the same observation);"
         " grpo and gigpo train and score no value head and need group_size >= 2",
         rows="score update",
     )

@@ -5,8 +5,7 @@
    `grpo`: no critic; an episode's return against the others of its group (episodes played from the
    same env seed), every step of the episode taking the episode's advantage;
    `gigpo` (verl-agent's GiGPO): grpo's episode advantage plus a step advantage: the discounted return
-   from a step against those of the group's other steps from the identical observation at the same
-   step index (stages/score.py `anchor_ids`: the time limit makes the index part of the state).
+   from a step against those of the group's other steps from the identical observation.
 2. `normalize_advantages`: zero mean, unit std over an update's steps.
 3. `action_logprob`: one env step is one PPO action; its log-prob is the sum over the response's
    tokens with the chain-of-thought tokens scaled by `cot_lambda` (Zhai et al. 2024).
@@ -85,8 +84,8 @@ def gigpo(
     step_episode_advantage: Tensor, step_returns: Tensor, step_anchors: Tensor, step_weight: float
 ) -> Tensor:
     """GiGPO's advantage of each step: its episode's grpo advantage plus `step_weight` times the step's
-    discounted return against those of the steps in its anchor group (the same episode group, step
-    index and observation), which credits the step rather than the whole episode."""
+    discounted return against those of the steps in its anchor group (the same episode group and an
+    identical observation), which credits the step rather than the whole episode."""
     return step_episode_advantage + step_weight * group_advantages(step_returns, step_anchors)
 
 
