@@ -88,9 +88,23 @@ def recipe_at(commit: str | None, task: str) -> dict | None:
     return tomllib.loads(text)
 
 
-def changed_since(commit: str | None, task: str, now: str | None = None) -> bool:
-    """Whether the code the task runs or its recipe differ between `commit` and `now` (a commit; None: the
-    working tree). An unrecorded commit counts as changed."""
+def with_overrides(recipe: dict | None, overrides: dict) -> dict | None:
+    """A recipe's settings as a run with these `--set` overrides ran them (a run.toml key goes to [run],
+    a knob to [recipe], as run_task applies them)."""
+    if recipe is None:
+        return None
+    return {
+        "recipe": {**recipe.get("recipe", {}), **{k: v for k, v in overrides.items() if k not in FIELDS}},
+        "run": {**recipe.get("run", {}), **{k: v for k, v in overrides.items() if k in FIELDS}},
+    }
+
+
+def changed_since(
+    commit: str | None, task: str, now: str | None = None, overrides: dict | None = None
+) -> bool:
+    """Whether the code the task runs or the settings a run with `overrides` ran differ between `commit`
+    and `now` (a commit; None: the working tree): a variant whose override became the recipe's value is
+    unchanged. An unrecorded commit counts as changed."""
     if not commit:
         return True
     others = CARDS_ONLY if task == "alfworld" else ALFWORLD_ONLY
@@ -108,7 +122,9 @@ def changed_since(commit: str | None, task: str, now: str | None = None) -> bool
         cwd=ROOT,
         capture_output=True,
     )
-    return code.returncode != 0 or recipe_at(commit, task) != recipe_at(now, task)
+    overrides = overrides or {}
+    was, is_now = recipe_at(commit, task), recipe_at(now, task)
+    return code.returncode != 0 or with_overrides(was, overrides) != with_overrides(is_now, overrides)
 
 
 def parse_set(items: list[str]) -> dict:
@@ -191,7 +207,7 @@ def run_task(
     prov_file, prov = run / "provenance.json", provenance()
     if prov_file.exists():
         started = json.loads(prov_file.read_text())
-        if changed_since(started["commit"], task):
+        if changed_since(started["commit"], task, overrides=overrides):
             sys.exit(
                 f"{run} was started on {started['commit'][:10]}; the code or recipe differ now: use a new --name"
             )
@@ -423,7 +439,8 @@ def reproduced_on(result: dict) -> list[str]:
 
 def is_stale(result: dict) -> bool:
     """A result no clean measurement or passing check has reproduced on today's code and recipe."""
-    return all(changed_since(commit, result["task"], "HEAD") for commit in reproduced_on(result))
+    overrides = result.get("overrides") or {}
+    return all(changed_since(commit, result["task"], "HEAD", overrides) for commit in reproduced_on(result))
 
 
 def published() -> dict[str, dict]:
