@@ -196,9 +196,9 @@ def run_task(
     unknown = sorted(k for k in overrides if k not in FIELDS and k not in KNOBS)
     if unknown:
         sys.exit(f"--set {', '.join(unknown)}: neither a run.toml key nor a recipe knob ({', '.join(KNOBS)})")
-    # an override of a run.toml key goes to the run's settings, a knob to the recipe's [recipe] table
-    knobs = {**recipe["recipe"], **{k: v for k, v in overrides.items() if k not in FIELDS}}
-    settings = {**recipe["run"], **{k: v for k, v in overrides.items() if k in FIELDS}}
+    effective = with_overrides(recipe, overrides)
+    assert effective is not None
+    knobs, settings = effective["recipe"], effective["run"]
     run = runs / name
     run.mkdir(parents=True, exist_ok=True)
     times_file = run / "times.json"
