@@ -88,11 +88,9 @@ def recipe_at(commit: str | None, task: str) -> dict | None:
     return tomllib.loads(text)
 
 
-def with_overrides(recipe: dict | None, overrides: dict) -> dict | None:
+def with_overrides(recipe: dict, overrides: dict) -> dict:
     """A recipe's settings as a run with these `--set` overrides ran them (a run.toml key goes to [run],
     a knob to [recipe], as run_task applies them)."""
-    if recipe is None:
-        return None
     return {
         "recipe": {**recipe.get("recipe", {}), **{k: v for k, v in overrides.items() if k not in FIELDS}},
         "run": {**recipe.get("run", {}), **{k: v for k, v in overrides.items() if k in FIELDS}},
@@ -122,9 +120,11 @@ def changed_since(
         cwd=ROOT,
         capture_output=True,
     )
-    overrides = overrides or {}
-    was, is_now = recipe_at(commit, task), recipe_at(now, task)
-    return code.returncode != 0 or with_overrides(was, overrides) != with_overrides(is_now, overrides)
+    was, is_now = (
+        None if recipe is None else with_overrides(recipe, overrides or {})
+        for recipe in (recipe_at(commit, task), recipe_at(now, task))
+    )
+    return code.returncode != 0 or was != is_now
 
 
 def parse_set(items: list[str]) -> dict:
@@ -197,7 +197,6 @@ def run_task(
     if unknown:
         sys.exit(f"--set {', '.join(unknown)}: neither a run.toml key nor a recipe knob ({', '.join(KNOBS)})")
     effective = with_overrides(recipe, overrides)
-    assert effective is not None
     knobs, settings = effective["recipe"], effective["run"]
     run = runs / name
     run.mkdir(parents=True, exist_ok=True)
