@@ -60,6 +60,11 @@ CARDS_ONLY = tuple(
 # a recipe's [recipe] table: what the bench does around the stages (run.toml holds the rest)
 KNOBS = ("model_size", "model_image_size", "model_patch_size", "demo_episodes", "read_steps", "iterations",
          "train_games_per_type", "heldout_games_per_type")  # fmt: skip
+# what an SFT checkpoint does not depend on: the settings only score and update read, the RL iterations,
+# and the paths the bench writes into run.toml (an --sft-from run plays its SFT run's ALFWorld games)
+RL_ONLY = {"iterations", "policy", "alfworld_games"} | {
+    n for n, f in FIELDS.items() if f.metadata["rows"] and set(f.metadata["rows"]) <= {"score", "update"}
+}
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")  # every command of a run gets this many
 
 
@@ -97,12 +102,9 @@ def with_overrides(recipe: dict, overrides: dict) -> dict:
     }
 
 
-def changed_since(
-    commit: str | None, task: str, now: str | None = None, overrides: dict | None = None
-) -> bool:
-    """Whether the code the task runs or the settings a run with `overrides` ran differ between `commit`
-    and `now` (a commit; None: the working tree): a variant whose override became the recipe's value is
-    unchanged. An unrecorded commit counts as changed."""
+def code_changed(commit: str | None, task: str, now: str | None = None) -> bool:
+    """Whether the code the task runs differs between `commit` and `now` (a commit; None: the working
+    tree). An unrecorded commit counts as changed."""
     if not commit:
         return True
     others = CARDS_ONLY if task == "alfworld" else ALFWORLD_ONLY
@@ -120,11 +122,53 @@ def changed_since(
         cwd=ROOT,
         capture_output=True,
     )
+    return code.returncode != 0
+
+
+def changed_since(
+    commit: str | None, task: str, now: str | None = None, overrides: dict | None = None
+) -> bool:
+    """Whether the code the task runs or the settings a run with `overrides` ran differ between `commit`
+    and `now` (a commit; None: the working tree): a variant whose override became the recipe's value is
+    unchanged. An unrecorded commit counts as changed."""
     was, is_now = (
         None if recipe is None else with_overrides(recipe, overrides or {})
         for recipe in (recipe_at(commit, task), recipe_at(now, task))
     )
-    return code.returncode != 0 or was != is_now
+    return code_changed(commit, task, now) or was != is_now
+
+
+def sft_settings(settings: dict) -> dict:
+    """A run's settings ({"recipe": knobs, "run": run.toml}) that its demos and SFT checkpoint depend on."""
+    return {part: {k: v for k, v in kv.items() if k not in RL_ONLY} for part, kv in settings.items()}
+
+
+def sft_differs(sft_from: Path, task: str, commit: str, settings: dict) -> str | None:
+    """Why the SFT checkpoint of the bench run `sft_from` may not be the one a run on `commit` with these
+    settings would train (None: it is): other code, or another setting demos or SFT read. RL-only settings
+    (the learning rate, the estimator...) may differ, so RL variants share one SFT checkpoint."""
+    prov_file = sft_from / "provenance.json"
+    prov = json.loads(prov_file.read_text()) if prov_file.exists() else {}
+    if not prov.get("commit"):
+        return f"{prov_file} records no commit"
+    if code_changed(prov["commit"], task, commit):
+        return f"it was measured on {prov['commit'][:10]}, whose code differs from {commit[:10]}'s"
+    result_file = sft_from / "results.json"
+    if "overrides" not in prov and not result_file.exists():
+        return "its provenance.json does not record its --set overrides"
+    overrides = prov["overrides"] if "overrides" in prov else json.loads(result_file.read_text())["overrides"]
+    recipe = recipe_at(prov["commit"], task)
+    if recipe is None:
+        return f"recipes/{task}.toml did not exist at {prov['commit'][:10]}"
+    ran = {
+        "recipe": with_overrides(recipe, overrides)["recipe"],
+        "run": tomllib.loads((sft_from / "run.toml").read_text()),
+    }
+    was, now = sft_settings(ran), sft_settings(settings)
+    diff = sorted(
+        k for part in now for k in set(was[part]) | set(now[part]) if was[part].get(k) != now[part].get(k)
+    )
+    return f"these settings differ from this run's: {', '.join(diff)}" if diff else None
 
 
 def parse_set(items: list[str]) -> dict:
@@ -210,8 +254,13 @@ def run_task(
             sys.exit(
                 f"{run} was started on {started['commit'][:10]}; the code or recipe differ now: use a new --name"
             )
+        if started.get("overrides", overrides) != overrides:
+            sys.exit(
+                f"{run} was started with --set {started['overrides']}, not {overrides}: use a new --name"
+            )
         prov = started
     else:
+        prov = {**prov, "overrides": overrides}  # an --sft-from run compares its settings with these
         prov_file.write_text(json.dumps(prov, indent=1))
 
     def phase(key: str, fn) -> None:
@@ -220,13 +269,12 @@ def run_task(
             times_file.write_text(json.dumps(times, indent=1))
 
     sft = (sft_from / "sft") if sft_from else run / "sft"
-    if sft_from is not None:  # the SFT checkpoint is part of the result: it must come from the same code
-        sft_prov = sft_from / "provenance.json"
-        sft_commit = json.loads(sft_prov.read_text())["commit"] if sft_prov.exists() else None
-        if changed_since(sft_commit, task, prov["commit"]):
-            sys.exit(
-                f"{sft_from} was measured on {sft_commit[:10]}, whose code or recipe differ from this run's"
-            )
+    if (
+        sft_from is not None
+    ):  # the SFT checkpoint is part of the result: it must be the one this run would train
+        why = sft_differs(sft_from, task, prov["commit"], {"recipe": knobs, "run": settings})
+        if why:
+            sys.exit(f"--sft-from {sft_from}: {why}")
     settings["policy"] = str(sft.resolve())
     if "train_games_per_type" in knobs:  # ALFWorld: our own games, train and held-out drawn apart
         games = (sft_from or run) / "games"
