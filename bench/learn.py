@@ -588,7 +588,11 @@ def main() -> None:
         default=[],
         help="override a run.toml key, or a recipe knob (read_steps, demo_episodes, model_image_size...): key=value",
     )
-    ap.add_argument("--sft-from", type=Path, help="reuse the SFT checkpoint of this earlier bench run")
+    ap.add_argument(
+        "--sft-from",
+        type=Path,
+        help="reuse the SFT checkpoint of this earlier bench run (refused when its code, or a setting that demos or SFT read, differs from this run's)",
+    )
     ap.add_argument("--iterations", type=int, help="RL iterations (default: the recipe's; 0: SFT only)")
     ap.add_argument(
         "--runs", type=Path, help="where bench runs live (default runs/learn; with --check runs/learn-check)"
