@@ -312,7 +312,7 @@ def test_numberline_recipe_sft_reads_the_image(tmp_path):
     """The learning regression test: a change that breaks learning fails here, not only one that crashes.
 
     The NumberLine recipe's warm start (recipes/numberline.toml: init-model, 256 oracle demos, the
-    1,000-step reading warm-up, the full 2,000-step SFT) run through the CLI exactly as `bench/learn.py
+    1,000-step reading warm-up, the full 3,000-step SFT) run through the CLI exactly as `bench/learn.py
     numberline` runs it, then a greedy eval on 200 held-out seeds. The SFT is deterministic on one thread
     (tests run with OMP_NUM_THREADS=1), so the checkpoint is the bench's own, bit for bit; what the
     threshold guards against is any change to code, prompts, tokenizer, demos or the recipe that stops
@@ -321,14 +321,15 @@ def test_numberline_recipe_sft_reads_the_image(tmp_path):
     Measured (greedy, 200 held-out episodes, one thread):
     - the recipe with the warm-up (c83da6e, `vlmagent eval --run runs/learn/numberline --policy
       runs/learn/numberline/sft --episodes 200 --temperature 0`): 100%, no parse failure; with the
-      2,000-step SFT (3151c82, the same command): 100%, no parse failure;
+      2,000-step SFT (3151c82, the same command): 100%, no parse failure; with the 3,000-step SFT
+      (1f16710, `--run runs/learn/numberline-sft3000`): 100%, no parse failure;
     - the recipe before it (no warm-up, 20% demo slips; d5378fa): 100% on each of three disjoint seed
       sets (eval seeds from 1e6, the test's, 2e6 and 3e6);
     - the commit that broke that recipe, 13b6c19 (its Points24 prompt edit retrained the tokenizer and so
       re-drew the whole random init), and de6b6a9, the last before the fix: 33.5%, failed; its parent
       0a45c13: 100%, passed;
     - shorter SFTs did not read the target yet (300 steps: 69% greedy, 500: 66.5%), so the test runs the
-      recipe's whole warm start: about 15 minutes on one core.
+      recipe's whole warm start: about 20 minutes on one core.
     The 90% threshold is 10 points below every measurement (at p = 0.99 the standard deviation of 200
     episodes is 0.7 points) and 56 above the broken commit.
     """
