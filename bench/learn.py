@@ -269,9 +269,8 @@ def run_task(
             times_file.write_text(json.dumps(times, indent=1))
 
     sft = (sft_from / "sft") if sft_from else run / "sft"
-    if (
-        sft_from is not None
-    ):  # the SFT checkpoint is part of the result: it must be the one this run would train
+    # the SFT checkpoint is part of the result: it must be the one this run would train
+    if sft_from is not None:
         why = sft_differs(sft_from, task, prov["commit"], {"recipe": knobs, "run": settings})
         if why:
             sys.exit(f"--sft-from {sft_from}: {why}")
