@@ -99,7 +99,7 @@ def set_lr(optimizer: torch.optim.Optimizer, cfg: Config, lr: float) -> None:
 
 
 def minibatch_outputs(policy: Policy, b: pl.DataFrame, cfg: Config) -> dict[str, torch.Tensor]:
-    """The policy's values and action log-probs (and token entropies when ent_coef > 0) on rows `b`."""
+    """The policy's values and action log-probs (and token entropies when ent_coef != 0) on rows `b`."""
     hidden = forward_hidden(
         policy,
         b["prompt_token_ids"].to_list(),
@@ -112,7 +112,7 @@ def minibatch_outputs(policy: Policy, b: pl.DataFrame, cfg: Config) -> dict[str,
         b["action_token_start"].to_list(),
         cfg.temperature,
         cfg.cot_lambda,
-        with_entropy=cfg.ent_coef > 0,
+        with_entropy=cfg.ent_coef != 0,
     )
 
 

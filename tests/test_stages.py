@@ -212,6 +212,24 @@ def test_ent_coef_bonus_reaches_the_weights(scored, tiny_model_dir, tmp_path):
     assert any("embed_tokens" in name or "layers" in name for name in differs)
 
 
+def test_ent_coef_sign_is_bonus_or_penalty(scored, tiny_model_dir, tmp_path):
+    """ent_coef > 0 raises the entropy of the trained tokens, < 0 (a penalty, to sharpen) lowers it."""
+    cfg, out, _ = scored
+    one_step = {"update_epochs": 1, "minibatch_size": 64, "grad_accum": 1, "max_grad_norm": 1e9}
+    rows = read_stage(out, SCORED_SCHEMA)
+    probe = small_cfg(ent_coef=1.0)  # any non-zero value makes minibatch_outputs compute entropies
+
+    def entropy_after(ent_coef: float) -> float:
+        ckpt = tmp_path / f"ent{ent_coef}"
+        stats = update.run(small_cfg(**one_step, ent_coef=ent_coef), out, tiny_model_dir, ckpt)
+        assert stats["optimizer_steps"] == 1
+        with torch.no_grad():
+            return update.minibatch_outputs(load_policy(ckpt), rows, probe)["entropy"].mean().item()
+
+    plain, bonus, penalty = entropy_after(0.0), entropy_after(10.0), entropy_after(-10.0)
+    assert penalty < plain - 1e-3 and bonus > plain + 1e-3, (penalty, plain, bonus)
+
+
 def test_nan_loss_stops_without_a_checkpoint(scored, tiny_model_dir, tmp_path):
     """A NaN in the scored rows is named where it is read; a NaN the model itself makes (here a weight)
     stops the update at its loss. Neither leaves a checkpoint or a temp dir behind."""

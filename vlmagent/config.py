@@ -120,7 +120,12 @@ class Config:
     clip_coef: float = _f(0.1, "PPO ratio clip, also the value clip", lo=0, rows="update")
     clip_vloss: bool = _f(True, "clip the value loss around the scored value", rows="update")
     vf_coef: float = _f(0.5, "value loss coefficient", lo=0, rows="update")
-    ent_coef: float = _f(0.0, "entropy bonus coefficient (the paper uses none)", lo=0, rows="update")
+    ent_coef: float = _f(
+        0.0,
+        "entropy coefficient: > 0 a bonus (exploration), < 0 a penalty that sharpens every token's"
+        " distribution (the paper uses none)",
+        rows="update",
+    )
     norm_adv: bool = _f(True, "normalise advantages over each update's batch", rows="update")
     skip_zero_advantage: bool = _f(
         False,
